@@ -1,0 +1,63 @@
+"""plait: typed, durable workflows for Python, on SQLite or PostgreSQL."""
+
+from plait.clock import Clock, SystemClock
+from plait.context import Context
+from plait.engine import Engine
+from plait.errors import (
+    DuplicateWorkflow,
+    EventTimeout,
+    InputValidationError,
+    LeaseLost,
+    PlaitError,
+    RunCancelled,
+    RunFailed,
+    RunNotFound,
+    RunStateError,
+    StepFailed,
+    StepOutputInvalid,
+    StepTimeout,
+    StoreUnavailable,
+    WorkflowDefinitionError,
+    WorkflowNotFound,
+)
+from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord
+from plait.steps import Retry, Step, create_step, step
+from plait.workflow import Builder, ChildTask, Workflow, workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Builder",
+    "ChildTask",
+    "Clock",
+    "Context",
+    "DuplicateWorkflow",
+    "Engine",
+    "EventTimeout",
+    "InputValidationError",
+    "LeaseLost",
+    "Page",
+    "PlaitError",
+    "Retry",
+    "Run",
+    "RunCancelled",
+    "RunFailed",
+    "RunHandle",
+    "RunNotFound",
+    "RunStateError",
+    "RunStatus",
+    "Step",
+    "StepFailed",
+    "StepOutputInvalid",
+    "StepRecord",
+    "StepTimeout",
+    "StoreUnavailable",
+    "SystemClock",
+    "Workflow",
+    "WorkflowDefinitionError",
+    "WorkflowNotFound",
+    "__version__",
+    "create_step",
+    "step",
+    "workflow",
+]

@@ -1,0 +1,64 @@
+"""The ``plait`` command line."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Annotated
+
+import typer
+
+import plait
+from plait.engine import Engine
+from plait.errors import PlaitError
+
+app = typer.Typer(help="plait: typed, durable workflows.", no_args_is_help=True, add_completion=False)
+
+
+def load_engine(spec: str) -> Engine:
+    """Import ``package.module:attribute`` and return the Engine it names."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter("use --app package.module:engine", param_hint="--app")
+    sys.path.insert(0, ".")
+    try:
+        engine = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise typer.BadParameter(f"cannot load {spec!r}: {exc}", param_hint="--app") from exc
+    if not isinstance(engine, Engine):
+        raise typer.BadParameter(f"{spec!r} is a {type(engine).__name__}, not a plait.Engine", param_hint="--app")
+    return engine
+
+
+AppOption = Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine to load")]
+
+
+@app.command()
+def version() -> None:
+    """Print plait's version."""
+    typer.echo(plait.__version__)
+
+
+@app.command()
+def worker(app_spec: AppOption) -> None:
+    """Run a worker for the engine's workflows until SIGINT or SIGTERM."""
+    engine = load_engine(app_spec)
+    typer.echo(f"plait worker on {engine.url} (namespace {engine.namespace}); Ctrl-C to stop")
+    engine.work()
+
+
+@app.command("workflows")
+def list_workflows(app_spec: AppOption) -> None:
+    """List the engine's registered workflows and their versions."""
+    engine = load_engine(app_spec)
+    for workflow in engine.workflows():
+        typer.echo(f"{workflow.id}\t{workflow.version}")
+    engine.close()
+
+
+def main() -> None:
+    try:
+        app()
+    except PlaitError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None

@@ -1,0 +1,509 @@
+"""The engine: registers workflows, starts runs and answers questions about them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Literal, TypeVar, overload
+
+from pydantic import BaseModel, ValidationError
+
+from plait.clock import Clock, SystemClock, to_seconds
+from plait.errors import (
+    DuplicateWorkflow,
+    InputValidationError,
+    RunNotFound,
+    RunStateError,
+    WorkflowDefinitionError,
+    WorkflowNotFound,
+)
+from plait.ids import new_run_id
+from plait.loop_thread import LoopThread
+from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any
+from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
+from plait.store import open_store
+from plait.store.base import NewRun, RunFilter, RunRow, Store
+from plait.worker import Worker
+from plait.workflow.graph import ChildTask, Workflow, node_id, node_tasks
+
+I = TypeVar("I")  # noqa: E741 - reads as "input"
+O = TypeVar("O")  # noqa: E741 - reads as "output"
+T = TypeVar("T")
+
+DEFAULT_URL = "sqlite:///plait.db"
+
+
+class Engine:
+    """Runs workflows durably on a database (SQLite by default).
+
+    ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
+    With ``worker=True`` a worker runs in the background of this process from
+    first use; ``worker=False`` makes a client that only starts and reads runs.
+    ``durability="full"`` (default) makes every commit survive power loss;
+    ``"normal"`` is faster and survives process crashes but may lose the last
+    commits on power loss.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str = "default",
+        clock: Clock | None = None,
+        worker: bool = True,
+        concurrency: int = 64,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 0.25,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        durability: Literal["full", "normal"] = "full",
+    ) -> None:
+        self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
+        self.namespace = namespace
+        self.clock: Clock = clock or SystemClock()
+        self._run_worker = worker
+        self._store: Store = open_store(self.url, durability=durability)
+        self._workflows: dict[str, dict[str, Workflow[Any, Any]]] = {}
+        self._latest: dict[str, Workflow[Any, Any]] = {}
+        self._loop = LoopThread("plait-engine", max_threads=max(4, min(concurrency, 64)))
+        self._worker = Worker(
+            self._store,
+            self.clock,
+            namespace,
+            self._lookup,
+            self._refs,
+            concurrency=concurrency,
+            lease_seconds=lease_seconds,
+            poll_interval=poll_interval,
+            max_payload_bytes=max_payload_bytes,
+        )
+        self._started = False
+        self._closed = threading.Event()
+        self._start_lock = threading.Lock()
+        self._loop.run(self._store.migrate())
+        self.clock.on_advance(lambda: self._loop.call_soon(self._worker.wake))
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def _ensure_started(self) -> None:
+        if self._started or not self._run_worker:
+            return
+        with self._start_lock:
+            if not self._started:
+                self._loop.call_soon(self._worker.start)
+                self._started = True
+
+    def close(self) -> None:
+        """Stop the worker (handing back runs it holds) and close the database."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._loop.run(self._shutdown())
+        self._loop.stop()
+
+    async def aclose(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        await self._loop.run_async(self._shutdown())
+        await asyncio.to_thread(self._loop.stop)
+
+    async def _shutdown(self) -> None:
+        if self._started:
+            await self._worker.stop()
+        await self._store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def work(self) -> None:
+        """Run this process's worker in the foreground until SIGINT/SIGTERM or ``close()``."""
+        self._run_worker = True
+        self._ensure_started()
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda *_: self._closed.set())
+        try:
+            while not self._closed.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
+            self._closed.clear()
+            self.close()
+
+    async def awork(self) -> None:
+        await asyncio.to_thread(self.work)
+
+    # -- workflows -----------------------------------------------------------
+
+    def register(self, *workflows: Workflow[Any, Any]) -> None:
+        """Make workflows (and the child workflows they use) runnable by this engine."""
+        for workflow in workflows:
+            if not isinstance(workflow, Workflow):
+                raise WorkflowDefinitionError(
+                    f"register() takes committed workflows (builder.commit()), got {workflow!r}"
+                )
+            versions = self._workflows.setdefault(workflow.id, {})
+            known = versions.get(workflow.version)
+            if known is not None and known is not workflow and known.to_dict() != workflow.to_dict():
+                raise DuplicateWorkflow(
+                    f"workflow '{workflow.id}' version '{workflow.version}' is already registered with a different "
+                    "plan: give the new one another version=..., or leave version unset to use the content hash"
+                )
+            versions[workflow.version] = workflow
+            self._latest[workflow.id] = workflow
+            children = [t.workflow for t in workflow.iter_steps() if isinstance(t, ChildTask)]
+            if children:
+                self.register(*children)
+        self._loop.call_soon(self._worker.wake)
+
+    def workflows(self) -> list[Workflow[Any, Any]]:
+        """The latest registered version of every workflow."""
+        return list(self._latest.values())
+
+    def get_workflow(self, workflow_id: str, version: str | None = None) -> Workflow[Any, Any]:
+        """A registered workflow (its latest version unless ``version`` is given)."""
+        workflow = self._lookup(workflow_id, version) if version else self._latest.get(workflow_id)
+        if workflow is None:
+            known = ", ".join(sorted(self._latest)) or "none"
+            raise WorkflowNotFound(
+                f"workflow '{workflow_id}'{f' version {version!r}' if version else ''} is not registered "
+                f"(registered: {known}); call engine.register(workflow) first"
+            )
+        return workflow
+
+    def _lookup(self, workflow_id: str, version: str | None) -> Workflow[Any, Any] | None:
+        return self._workflows.get(workflow_id, {}).get(version or "")
+
+    def _refs(self) -> list[str]:
+        return [f"{wid}@{version}" for wid, versions in self._workflows.items() for version in versions]
+
+    # -- starting runs -------------------------------------------------------
+
+    @overload
+    def start(
+        self,
+        workflow: Workflow[I, O],
+        input: I | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[O]: ...
+    @overload
+    def start(
+        self,
+        workflow: str,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[Any]: ...
+    def start(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[Any]:
+        """Start a run and return its handle; the run is durable once this returns.
+
+        Input is validated first (InputValidationError, and no run is created).
+        The same ``idempotency_key`` (or ``run_id``) returns the existing run.
+        """
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
+        row = self._loop.run(self._create(new))
+        return RunHandle(self, row.id)
+
+    @overload
+    async def astart(
+        self,
+        workflow: Workflow[I, O],
+        input: I | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[O]: ...
+    @overload
+    async def astart(
+        self,
+        workflow: str,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[Any]: ...
+    async def astart(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[Any]:
+        """Async twin of ``start``."""
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
+        row = await self._loop.run_async(self._create(new))
+        return RunHandle(self, row.id)
+
+    def _prepare_run(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        input: Any,
+        run_id: str | None,
+        idempotency_key: str | None,
+        priority: int,
+        delay: timedelta | float | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> NewRun:
+        if isinstance(workflow, Workflow):
+            if self._lookup(workflow.id, workflow.version) is not workflow:
+                self.register(workflow)
+        else:
+            workflow = self.get_workflow(workflow)
+        try:
+            value = workflow.input_codec.validate(input)
+        except ValidationError as exc:
+            raise InputValidationError(
+                f"input for workflow '{workflow.id}' is invalid: {exc}",
+                errors=json.loads(exc.json(include_url=False)),
+            ) from exc
+        if isinstance(input, BaseModel) and not isinstance(value, BaseModel):
+            value = input
+        now = self.clock.now().timestamp()
+        delay_seconds = 0.0 if delay is None else to_seconds(delay)
+        if delay_seconds < 0:
+            raise InputValidationError("delay must not be negative")
+        return NewRun(
+            id=run_id or new_run_id(),
+            namespace=self.namespace,
+            workflow_id=workflow.id,
+            workflow_version=workflow.version,
+            input=workflow.input_codec.dump(value),
+            created_at=now,
+            ready_at=now + delay_seconds,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            metadata=dump_any(dict(metadata)) if metadata else None,
+        )
+
+    async def _create(self, new: NewRun) -> RunRow:
+        self._ensure_started()
+        # A run that is due now goes straight to this process's worker when it
+        # has room: claiming it in the creating transaction saves a commit.
+        claim_now = self._run_worker and new.ready_at <= new.created_at and self._worker.has_capacity
+        if claim_now:
+            new = replace(new, owner=self._worker.owner, lease_expires_at=self._worker.lease_until())
+        row, created = await self._store.create_run(new)
+        if created and claim_now:
+            self._worker.adopt(row, fresh=True)
+        elif created:
+            self._worker.wake()
+        return row
+
+    # -- reading runs --------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunHandle[Any]:
+        """A handle to an existing run; raises RunNotFound."""
+        self._loop.run(self._get_row(run_id))
+        return RunHandle(self, run_id)
+
+    async def aget_run(self, run_id: str) -> RunHandle[Any]:
+        await self._loop.run_async(self._get_row(run_id))
+        return RunHandle(self, run_id)
+
+    def list_runs(
+        self,
+        *,
+        workflow: Workflow[Any, Any] | str | None = None,
+        status: RunStatus | str | None = None,
+        waiting_for_version: bool = False,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Run]:
+        """Runs newest first. ``waiting_for_version=True`` finds runs no worker can execute."""
+        return self._loop.run(self._list_runs(workflow, status, waiting_for_version, limit, cursor))
+
+    async def alist_runs(
+        self,
+        *,
+        workflow: Workflow[Any, Any] | str | None = None,
+        status: RunStatus | str | None = None,
+        waiting_for_version: bool = False,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Run]:
+        return await self._loop.run_async(self._list_runs(workflow, status, waiting_for_version, limit, cursor))
+
+    async def _list_runs(
+        self,
+        workflow: Workflow[Any, Any] | str | None,
+        status: RunStatus | str | None,
+        waiting_for_version: bool,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Run]:
+        if not 1 <= limit <= 1000:
+            raise InputValidationError("limit must be between 1 and 1000")
+        if status is not None and status not in RunStatus.__members__.values():
+            raise InputValidationError(f"unknown status {status!r}: use one of {[s.value for s in RunStatus]}")
+        after = _decode_cursor(cursor) if cursor else None
+        where = RunFilter(
+            workflow_id=workflow.id if isinstance(workflow, Workflow) else workflow,
+            status=None if status is None else str(status),
+            waiting_for_version=waiting_for_version,
+        )
+        rows = await self._store.list_runs(self.namespace, where, limit + 1, after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+        return Page[Run](items=[Run.from_row(r) for r in rows], next_cursor=next_cursor)
+
+    async def _get_row(self, run_id: str) -> RunRow:
+        row = await self._store.get_run(self.namespace, run_id)
+        if row is None:
+            raise RunNotFound(f"no run {run_id!r} in namespace '{self.namespace}'; check the id (engine.list_runs())")
+        return row
+
+    async def _get_run_info(self, run_id: str) -> Run:
+        return Run.from_row(await self._get_row(run_id))
+
+    async def _steps(self, run_id: str) -> list[StepRecord]:
+        await self._get_row(run_id)
+        return [StepRecord.from_row(row) for row in await self._store.load_steps(run_id)]
+
+    async def _result(self, run_id: str, timeout: float | None) -> Any:
+        self._ensure_started()
+        row = await self._worker.wait_for_terminal(self.namespace, run_id, timeout)
+        workflow = self._lookup(row.workflow_id, row.workflow_version)
+        return outcome(row, workflow.output_codec if workflow else None)
+
+    # -- acting on runs ------------------------------------------------------
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run and its child runs; False if it had already ended. Cooperative for running steps."""
+        return self._loop.run(self._cancel(run_id))
+
+    async def acancel(self, run_id: str) -> bool:
+        return await self._loop.run_async(self._cancel(run_id))
+
+    async def _cancel(self, run_id: str) -> bool:
+        await self._get_row(run_id)
+        cancelled = await self._store.cancel_run(self.namespace, run_id, self.clock.now().timestamp())
+        self._worker.cancel_local(cancelled)
+        return run_id in cancelled
+
+    def retry(self, run_id: str) -> RunHandle[Any]:
+        """Continue a failed run from its failed step (finished steps are not run again)."""
+        return self._loop.run(self._retry(run_id))
+
+    async def aretry(self, run_id: str) -> RunHandle[Any]:
+        return await self._loop.run_async(self._retry(run_id))
+
+    async def _retry(self, run_id: str) -> RunHandle[Any]:
+        row = await self._get_row(run_id)
+        if row.status != "failed":
+            raise RunStateError(f"run {run_id} is {row.status}; only failed runs can be retried")
+        self._ensure_started()
+        await self._store.reopen_run(self.namespace, run_id, self.clock.now().timestamp())
+        self._worker.wake()
+        return RunHandle(self, run_id)
+
+    def rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
+        """Fork a new run of the same input that reuses the outputs of the steps before ``step_id``."""
+        return self._loop.run(self._rerun_from(run_id, step_id))
+
+    async def arerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
+        return await self._loop.run_async(self._rerun_from(run_id, step_id))
+
+    async def _rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
+        source = await self._get_row(run_id)
+        workflow = self._lookup(source.workflow_id, source.workflow_version)
+        if workflow is None:
+            raise WorkflowNotFound(
+                f"run {run_id} used workflow '{source.workflow_id}' version '{source.workflow_version}', which is "
+                "not registered here; register that version to rerun it"
+            )
+        index = workflow.node_index_of(step_id)
+        if index is None:
+            raise InputValidationError(
+                f"workflow '{workflow.id}' has no step '{step_id}'; steps: "
+                + ", ".join(t.id for t in workflow.iter_steps())
+            )
+        keep = {task.id for node in workflow.nodes[:index] for task in node_tasks(node)}
+        keep |= {node_id(node) for node in workflow.nodes[:index]}
+        steps = await self._store.load_steps(run_id)
+        keys = [row.step_key for row in steps if _step_id_of(row.step_key) in keep and row.output is not None]
+        now = self.clock.now().timestamp()
+        metadata = {**json.loads(source.metadata or "{}"), "rerun_of": run_id, "rerun_from": step_id}
+        new = NewRun(
+            id=new_run_id(),
+            namespace=self.namespace,
+            workflow_id=source.workflow_id,
+            workflow_version=source.workflow_version,
+            input=source.input,
+            created_at=now,
+            ready_at=now,
+            priority=source.priority,
+            metadata=json.dumps(metadata),
+        )
+        row = await self._store.fork_run(new, run_id, keys)
+        self._ensure_started()
+        self._worker.wake()
+        return RunHandle(self, row.id)
+
+
+def _step_id_of(step_key: str) -> str:
+    for mark in ("[", "#"):
+        step_key = step_key.split(mark, 1)[0]
+    return step_key
+
+
+def _encode_cursor(created_at: float, run_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at, run_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return float(created_at), str(run_id)
+    except Exception as exc:
+        raise InputValidationError("invalid cursor: pass back a next_cursor from list_runs") from exc

@@ -1,0 +1,436 @@
+"""Runs one run's plan node by node, checkpointing every step through the store.
+
+Replaying a run is structural: every step has a stable key in its run
+("fetch", "enrich[3]" for a foreach item, "refine#2" for a loop iteration),
+and a key that already has a resolving row is read back instead of run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from plait.clock import Clock
+from plait.context import Context
+from plait.errors import (
+    PlaitError,
+    RunCancelledSignal,
+    StepFailed,
+    StepOutputInvalid,
+    StepTimeout,
+)
+from plait.payloads import Codec, PydanticSerializationError
+from plait.steps import Step
+from plait.store.base import Lease, RunRow, StepRow, Store
+from plait.workflow.graph import (
+    BranchNode,
+    ChildTask,
+    ForeachNode,
+    LoopNode,
+    MapNode,
+    Node,
+    ParallelNode,
+    Task,
+    ThenNode,
+    Workflow,
+)
+
+
+class RunHost(Protocol):
+    """What an execution needs from the worker that runs it."""
+
+    store: Store
+    clock: Clock
+    max_payload_bytes: int
+
+    async def run_child(
+        self, parent: RunRow, step_key: str, child_run_id: str, workflow: Workflow[Any, Any], input_json: str
+    ) -> RunRow:
+        """Create (or find) the child run, see it to its end, and return its final row."""
+        ...
+
+
+class StepFailure(Exception):
+    """Internal: a step failed for good; carries the stored error to fail the run with."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", ""))
+        self.error = error
+
+
+def describe_error(exc: BaseException, step_id: str | None = None, attempt: int | None = None) -> dict[str, Any]:
+    """The stored form of an error: code, message, type, where, and the traceback for debugging."""
+    code = exc.code if isinstance(exc, PlaitError) else "step.failed"
+    message = exc.message if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
+    error: dict[str, Any] = {"code": code, "message": message, "type": type(exc).__name__}
+    if step_id is not None:
+        error["step_id"] = step_id
+    if attempt is not None:
+        error["attempt"] = attempt
+    error["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
+    return error
+
+
+def call_with_optional_context(fn: Callable[..., Any], takes_context: bool, ctx: Context, value: Any) -> Any:
+    return fn(ctx, value) if takes_context else fn(value)
+
+
+def _accepts_context(fn: Callable[..., Any]) -> bool:
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 2
+
+
+class RunExecution:
+    """The in-memory progress of one run held by this worker."""
+
+    def __init__(self, host: RunHost, run: RunRow, workflow: Workflow[Any, Any], steps: list[StepRow]) -> None:
+        self.host = host
+        self.run = run
+        self.workflow = workflow
+        self.lease = Lease(run.id, run.lease_token)
+        self.run_id = run.id
+        self.workflow_input: Any = workflow.input_codec.load(run.input)
+        self.outputs_by_step: dict[str, str] = {}
+        self.cancelled = False
+        self._resolved: dict[str, StepRow] = {}
+        self._failed_attempts: dict[str, int] = {}
+        self._contexts: set[Context] = set()
+        retried_at = run.retried_at or 0.0
+        for row in steps:
+            if row.output is not None:
+                self._resolved[row.step_key] = row
+                self.outputs_by_step[row.step_id] = row.output
+            elif row.status == "failed" and row.finished_at >= retried_at:
+                self._failed_attempts[row.step_key] = self._failed_attempts.get(row.step_key, 0) + 1
+        self._attempts_seen = {row.step_key: row.attempt for row in steps}
+
+    def mark_cancelled(self) -> None:
+        self.cancelled = True
+        for ctx in self._contexts:
+            ctx.mark_cancelled()
+
+    async def execute(self) -> tuple[str, Any, dict[str, Any] | None]:
+        """Run to the end: ("succeeded", output, None) or ("failed", None, error).
+
+        Raises RunCancelledSignal or LeaseLost when the run is no longer ours.
+        """
+        value = self.workflow_input
+        try:
+            for node in self.workflow.nodes:
+                value = await self._run_node(node, value)
+            output = self.workflow.output_codec.validate(value)
+        except StepFailure as failure:
+            return "failed", None, failure.error
+        except ValidationError as exc:
+            error = describe_error(
+                StepOutputInvalid(
+                    f"run {self.run_id}: the workflow's result does not match its output type "
+                    f"{self.workflow.output_codec.type!r}: {exc}"
+                )
+            )
+            return "failed", None, error
+        return "succeeded", output, None
+
+    # -- nodes ---------------------------------------------------------------
+
+    async def _run_node(self, node: Node, value: Any) -> Any:
+        if isinstance(node, ThenNode):
+            return await self._run_task(node.task, node.task.id, value)
+        if isinstance(node, ParallelNode):
+            results = await self._gather([self._run_task(t, t.id, value) for t in node.tasks])
+            return tuple(results)
+        if isinstance(node, BranchNode):
+            return await self._run_branch(node, value)
+        if isinstance(node, MapNode):
+            return await self._run_map(node, value)
+        if isinstance(node, ForeachNode):
+            return await self._run_foreach(node, value)
+        return await self._run_loop(node, value)
+
+    async def _gather(self, coros: list[Awaitable[Any]]) -> list[Any]:
+        """Run concurrently; the first failure cancels the siblings (their finished steps stay committed)."""
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    def _predicate_holds(self, predicate: Callable[..., Any], value: Any, step_id: str) -> bool:
+        ctx = Context(self, step_id, step_id, 1)
+        return bool(call_with_optional_context(predicate, _accepts_context(predicate), ctx, value))
+
+    async def _run_branch(self, node: BranchNode, value: Any) -> Any:
+        options = [task for _, task in node.cases] + ([node.default] if node.default else [])
+        for task in options:
+            if task.id in self._resolved:  # the branch chosen before a restart
+                return await self._run_task(task, task.id, value)
+        for predicate, task in node.cases:
+            if self._predicate_holds(predicate, value, node.id):
+                return await self._run_task(task, task.id, value)
+        if node.default is not None:
+            return await self._run_task(node.default, node.default.id, value)
+        raise StepFailure(
+            describe_error(
+                StepFailed(
+                    f"branch '{node.id}' in run {self.run_id}: no predicate matched and there is no default; "
+                    "add default=step to the branch",
+                    step_id=node.id,
+                ),
+                node.id,
+            )
+        )
+
+    async def _run_map(self, node: MapNode, value: Any) -> Any:
+        if node.id in self._resolved:
+            return node.output_codec.load(self._resolved[node.id].output or "null")
+        started = self.host.clock.now().timestamp()
+        ctx = Context(self, node.id, node.id, 1)
+        try:
+            result = call_with_optional_context(node.fn, node.takes_context, ctx, value)
+            if inspect.isawaitable(result):
+                result = await result
+            output = node.output_codec.validate(result)
+            output_json = self._dump(node.output_codec, output, node.id)
+        except (asyncio.CancelledError, RunCancelledSignal):
+            raise
+        except Exception as exc:
+            error = describe_error(exc, node.id, 1)
+            await self._record(node.id, node.id, 1, "failed", None, None, json.dumps(error), started)
+            raise StepFailure(error) from exc
+        await self._record(node.id, node.id, 1, "succeeded", None, output_json, None, started)
+        self.outputs_by_step[node.id] = output_json
+        return output
+
+    async def _run_foreach(self, node: ForeachNode, value: Any) -> list[Any]:
+        if not isinstance(value, list | tuple):
+            raise StepFailure(
+                describe_error(
+                    StepFailed(
+                        f"foreach '{node.id}' in run {self.run_id} needs a list, got {type(value).__name__}",
+                        step_id=node.id,
+                    ),
+                    node.id,
+                )
+            )
+        limit = asyncio.Semaphore(node.concurrency)
+
+        async def one(index: int, item: Any) -> Any:
+            async with limit:
+                return await self._run_task(node.task, f"{node.task.id}[{index}]", item)
+
+        return await self._gather([one(i, item) for i, item in enumerate(value)])
+
+    async def _run_loop(self, node: LoopNode, value: Any) -> Any:
+        for iteration in range(1, node.max_iterations + 1):
+            value = await self._run_task(node.task, f"{node.task.id}#{iteration}", value)
+            holds = self._predicate_holds(node.predicate, value, node.id)
+            if holds == node.until:  # dountil stops when it holds; dowhile when it stops holding
+                return value
+        raise StepFailure(
+            describe_error(
+                StepFailed(
+                    f"loop '{node.id}' in run {self.run_id} reached max_iterations={node.max_iterations}; "
+                    "raise max_iterations or check the loop predicate",
+                    step_id=node.id,
+                ),
+                node.id,
+            )
+        )
+
+    # -- tasks ---------------------------------------------------------------
+
+    async def _run_task(self, task: Task, key: str, value: Any) -> Any:
+        if key in self._resolved:
+            return _replay(task, self._resolved[key])
+        if isinstance(task, ChildTask):
+            return await self._run_child(task, key, value)
+        return await self._run_step(task, key, value)
+
+    async def _run_child(self, task: ChildTask[Any, Any], key: str, value: Any) -> Any:
+        workflow = task.workflow
+        started = self.host.clock.now().timestamp()
+        try:
+            child_input = workflow.input_codec.validate(value)
+        except ValidationError as exc:
+            error = describe_error(
+                StepFailed(f"child workflow '{task.id}' rejected its input: {exc}", step_id=task.id), task.id, 1
+            )
+            await self._record(key, task.id, 1, "failed", None, None, json.dumps(error), started)
+            raise StepFailure(error) from exc
+        input_json = workflow.input_codec.dump(child_input)
+        child = await self.host.run_child(self.run, key, f"{self.run_id}.{key}", workflow, input_json)
+        if child.status == "succeeded":
+            output = workflow.output_codec.load(child.output or "null")
+            await self._record(key, task.id, 1, "succeeded", input_json, child.output, None, started)
+            self.outputs_by_step[task.id] = child.output or "null"
+            return output
+        error = {
+            "code": "step.failed",
+            "message": f"child run {child.id} of workflow '{workflow.id}' ended {child.status}",
+            "step_id": task.id,
+            "child_run_id": child.id,
+            "child_error": json.loads(child.error) if child.error else None,
+        }
+        await self._record(key, task.id, 1, "failed", input_json, None, json.dumps(error), started)
+        raise StepFailure(error)
+
+    async def _run_step(self, step: Step[Any, Any], key: str, value: Any) -> Any:
+        options = step.options
+        attempt = self._failed_attempts.get(key, 0) + 1
+        attempt = max(attempt, self._attempts_seen.get(key, 0) + 1)
+        budget_used = self._failed_attempts.get(key, 0)
+        input_json: str | None = None
+        while True:
+            started = self.host.clock.now().timestamp()
+            try:
+                input_value = step.input_codec.validate(value)
+                if input_json is None:
+                    input_json = self._dump(step.input_codec, input_value, step.id)
+                output = await self._attempt(step, key, attempt, input_value)
+                output_json = self._dump(step.output_codec, output, step.id)
+            except (asyncio.CancelledError, RunCancelledSignal):
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure of user code is recorded, not raised.
+                budget_used += 1
+                error = describe_error(exc, step.id, attempt)
+                if isinstance(exc, ValidationError) and input_json is None:
+                    error["code"] = "input.invalid"
+                    error["message"] = (
+                        f"step '{step.id}' in run {self.run_id}: its input does not match {step.input_codec.type!r}; "
+                        f"check the output of the step before it: {exc}"
+                    )
+                if options.retry.should_retry(exc, budget_used):
+                    await self._record(key, step.id, attempt, "failed", input_json, None, json.dumps(error), started)
+                    await self.host.clock.sleep(options.retry.delay_before(budget_used + 1))
+                    attempt += 1
+                    continue
+                return await self._settle_failure(step, key, attempt, value, input_json, error, started)
+            await self._record(key, step.id, attempt, "succeeded", input_json, output_json, None, started)
+            self.outputs_by_step[step.id] = output_json
+            return output
+
+    async def _attempt(self, step: Step[Any, Any], key: str, attempt: int, input_value: Any) -> Any:
+        ctx = Context(self, step.id, key, attempt)
+        self._contexts.add(ctx)
+        try:
+            if step.options.timeout is None:
+                raw = await step.invoke(ctx, input_value)
+            else:
+                try:
+                    raw = await asyncio.wait_for(step.invoke(ctx, input_value), step.options.timeout)
+                except TimeoutError as exc:
+                    ctx.mark_cancelled()
+                    raise StepTimeout(
+                        f"step '{step.id}' in run {self.run_id} ran longer than its timeout of "
+                        f"{step.options.timeout:g}s (attempt {attempt}); raise timeout= or make the step faster",
+                        step_id=step.id,
+                        attempt=attempt,
+                    ) from exc
+        finally:
+            self._contexts.discard(ctx)
+        try:
+            return step.output_codec.validate(raw)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(str(p) for p in err["loc"]) or "(value)" for err in exc.errors())
+            raise StepOutputInvalid(
+                f"step '{step.id}' in run {self.run_id} returned a value that does not match its output type "
+                f"{step.output_codec.type!r} (fields: {fields}): {exc}",
+                step_id=step.id,
+                attempt=attempt,
+            ) from exc
+
+    async def _settle_failure(
+        self,
+        step: Step[Any, Any],
+        key: str,
+        attempt: int,
+        value: Any,
+        input_json: str | None,
+        error: dict[str, Any],
+        started: float,
+    ) -> Any:
+        """A step failed for good: fail the run, or skip/continue as its ``on_error`` says."""
+        on_error = step.options.on_error
+        if on_error == "skip":
+            passthrough = input_json if input_json is not None else "null"
+            await self._record(key, step.id, attempt, "skipped", input_json, passthrough, json.dumps(error), started)
+            return value
+        if on_error == "continue":
+            await self._record(key, step.id, attempt, "failed", input_json, "null", json.dumps(error), started)
+            return None
+        await self._record(key, step.id, attempt, "failed", input_json, None, json.dumps(error), started)
+        raise StepFailure(error)
+
+    def _dump(self, codec: Codec[Any], value: Any, step_id: str) -> str:
+        try:
+            text = codec.dump(value)
+        except PydanticSerializationError as exc:
+            raise StepOutputInvalid(
+                f"step '{step_id}' in run {self.run_id} produced a value that cannot be stored as JSON: {exc}. "
+                "Return Pydantic models, dicts, lists, strings and numbers",
+                step_id=step_id,
+            ) from exc
+        if len(text) > self.host.max_payload_bytes:
+            raise StepOutputInvalid(
+                f"step '{step_id}' in run {self.run_id} produced {len(text)} bytes of JSON, over the "
+                f"{self.host.max_payload_bytes}-byte payload limit: store large data elsewhere and pass a reference, "
+                "or raise Engine(max_payload_bytes=...)",
+                step_id=step_id,
+            )
+        return text
+
+    async def _record(
+        self,
+        key: str,
+        step_id: str,
+        attempt: int,
+        status: str,
+        input_json: str | None,
+        output_json: str | None,
+        error_json: str | None,
+        started: float,
+    ) -> None:
+        row = StepRow(
+            run_id=self.run_id,
+            step_key=key,
+            step_id=step_id,
+            attempt=attempt,
+            status=status,
+            input=input_json,
+            output=output_json,
+            error=error_json,
+            started_at=started,
+            finished_at=self.host.clock.now().timestamp(),
+        )
+        await self.host.store.record_step(self.lease, row)
+        if output_json is not None:
+            self._resolved[key] = row
+        self._attempts_seen[key] = attempt
+
+
+def _replay(task: Task, row: StepRow) -> Any:
+    """The value a resolved step handed on: its output, its input if skipped, None if it failed on."""
+    text = row.output or "null"
+    if row.status == "failed":
+        return None
+    if isinstance(task, ChildTask):
+        codec = task.workflow.input_codec if row.status == "skipped" else task.workflow.output_codec
+    else:
+        codec = task.input_codec if row.status == "skipped" else task.output_codec
+    return codec.load(text)

@@ -1,0 +1,62 @@
+"""Identifier types, distinct to the type checker so swapped arguments are caught."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from typing import NewType
+
+RunId = NewType("RunId", str)
+StepId = NewType("StepId", str)
+WorkflowId = NewType("WorkflowId", str)
+
+# Step ids appear inside step keys ("enrich[3]", "refine#2", "child/fetch"),
+# so they must not contain the characters that build those keys.
+_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether ``value`` can name a step or a workflow."""
+    return bool(_ID_PATTERN.match(value))
+
+
+def new_run_id() -> RunId:
+    """A sortable, unique run id: millisecond time then randomness."""
+    return RunId(f"{int(time.time() * 1000):012x}{secrets.token_hex(8)}")
+
+
+def process_owner(host: str) -> str:
+    """This process's lease owner name: host, pid and the pid's start time.
+
+    The start time tells a dead process from a new one that reused its pid.
+    """
+    return f"{host}:{os.getpid()}:{process_start_time(os.getpid())}"
+
+
+def process_start_time(pid: int) -> str:
+    """The kernel's start tick of ``pid`` ("" where /proc does not exist)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The command name may contain spaces, so split after its closing ')'.
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return fields[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def is_owner_alive(owner: str, host: str) -> bool | None:
+    """Whether the lease owner ``owner`` still runs; None when it is on another host."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != host:
+        return None
+    _, pid_text, started = parts
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True
+    return process_start_time(pid) == started

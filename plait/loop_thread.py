@@ -1,0 +1,65 @@
+"""The engine's own event loop, on a daemon thread, behind the sync and async APIs.
+
+One loop owns the store connection, so sync callers, async callers on other
+loops and the worker all reach the database from one thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An asyncio loop running on a background thread."""
+
+    def __init__(self, name: str, max_threads: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        # Sync steps run in this pool; its size bounds how many run at once.
+        self.loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-step")
+        )
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def is_current(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and block until it returns."""
+        if self.is_current():
+            coro.close()
+            raise RuntimeError(
+                "a blocking plait call was made on the engine's own event loop; use the async twin (await engine.a...)"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the loop from any loop."""
+        if self.is_current():
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def call_soon(self, callback: Any) -> None:
+        self.loop.call_soon_threadsafe(callback)
+
+    def stop(self) -> None:
+        if self.is_current():
+            raise RuntimeError("engine.close() cannot be called from inside a step; close it from outside")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        executor = getattr(self.loop, "_default_executor", None)
+        if executor is not None:
+            # Sync steps cannot be interrupted; their results are refused by the fence anyway.
+            executor.shutdown(wait=False, cancel_futures=True)
+        if not self._thread.is_alive():
+            self.loop.close()

@@ -1,0 +1,190 @@
+"""What users get back about runs: statuses, snapshots, step records and handles."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from plait.errors import RunCancelled, RunFailed
+from plait.store.base import RunRow, StepRow
+
+if TYPE_CHECKING:
+    from plait.engine import Engine
+
+O_co = TypeVar("O_co", covariant=True)
+T = TypeVar("T")
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life; the last three are final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUSPENDED = "suspended"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class StepRecord(BaseModel):
+    """One attempt of one step. ``key`` tells foreach items and loop iterations apart."""
+
+    step_id: str
+    key: str
+    status: str
+    attempt: int
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    started_at: datetime
+    finished_at: datetime
+
+    @classmethod
+    def from_row(cls, row: StepRow) -> StepRecord:
+        return cls(
+            step_id=row.step_id,
+            key=row.step_key,
+            status=row.status,
+            attempt=row.attempt,
+            input=_json(row.input),
+            output=_json(row.output) if row.status == "succeeded" else None,
+            error=_json(row.error),
+            started_at=datetime.fromtimestamp(row.started_at, UTC),
+            finished_at=datetime.fromtimestamp(row.finished_at, UTC),
+        )
+
+
+class Run(BaseModel):
+    """A snapshot of a run as stored (payloads as plain JSON)."""
+
+    id: str
+    workflow_id: str
+    workflow_version: str
+    status: RunStatus
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    idempotency_key: str | None
+    priority: int
+    metadata: dict[str, Any] | None
+    parent_run_id: str | None
+    status_message: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: RunRow) -> Run:
+        return cls(
+            id=row.id,
+            workflow_id=row.workflow_id,
+            workflow_version=row.workflow_version,
+            status=RunStatus(row.status),
+            input=_json(row.input),
+            output=_json(row.output),
+            error=_json(row.error),
+            idempotency_key=row.idempotency_key,
+            priority=row.priority,
+            metadata=_json(row.metadata),
+            parent_run_id=row.parent_run_id,
+            status_message=row.status_message,
+            created_at=datetime.fromtimestamp(row.created_at, UTC),
+            started_at=_time(row.started_at),
+            finished_at=_time(row.finished_at),
+        )
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing; pass ``next_cursor`` back to get the next (None at the end)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def outcome(row: RunRow, output_codec: Any) -> Any:
+    """The typed result of a final run, or the matching exception."""
+    if row.status == "succeeded":
+        return output_codec.load(row.output or "null") if output_codec is not None else _json(row.output)
+    if row.status == "cancelled":
+        raise RunCancelled(f"run {row.id} was cancelled", run_id=row.id)
+    error = _json(row.error) or {}
+    where = f" at step '{error['step_id']}'" if error.get("step_id") else ""
+    raise RunFailed(
+        f"run {row.id} of workflow '{row.workflow_id}' failed{where}: {error.get('message', 'unknown error')}. "
+        f"Fix the cause and call engine.retry({row.id!r}) to continue from the failed step",
+        run_id=row.id,
+        error=error,
+    )
+
+
+class RunHandle(Generic[O_co]):
+    """A reference to a run; every method reads the store, so it is always current."""
+
+    def __init__(self, engine: Engine, run_id: str) -> None:
+        self._engine = engine
+        self.id = run_id
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.id!r})"
+
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._engine._loop.run(coro)
+
+    async def _async(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await self._engine._loop.run_async(coro)
+
+    @property
+    def status(self) -> RunStatus:
+        """The run's current status."""
+        return self.info().status
+
+    def info(self) -> Run:
+        """A snapshot of the run."""
+        return self._sync(self._engine._get_run_info(self.id))
+
+    async def ainfo(self) -> Run:
+        return await self._async(self._engine._get_run_info(self.id))
+
+    def result(self, timeout: float | None = None) -> O_co:
+        """Wait for the run to end and return its typed output.
+
+        Raises RunFailed or RunCancelled, and TimeoutError after ``timeout`` seconds.
+        """
+        result: O_co = self._sync(self._engine._result(self.id, timeout))
+        return result
+
+    async def aresult(self, timeout: float | None = None) -> O_co:
+        result: O_co = await self._async(self._engine._result(self.id, timeout))
+        return result
+
+    def steps(self) -> list[StepRecord]:
+        """Every step attempt so far, in the order they finished."""
+        return self._sync(self._engine._steps(self.id))
+
+    async def asteps(self) -> list[StepRecord]:
+        return await self._async(self._engine._steps(self.id))
+
+    def cancel(self) -> bool:
+        """Cancel the run (and its child runs); False if it had already ended."""
+        return self._sync(self._engine._cancel(self.id))
+
+    async def acancel(self) -> bool:
+        return await self._async(self._engine._cancel(self.id))

@@ -1,0 +1,330 @@
+"""Steps: typed functions that the engine runs and checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import typing
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
+
+from plait.clock import to_seconds
+from plait.errors import WorkflowDefinitionError
+from plait.ids import is_valid_id
+from plait.payloads import Codec
+
+if TYPE_CHECKING:
+    from plait.context import Context
+
+In_contra = TypeVar("In_contra", contravariant=True)
+Out_co = TypeVar("Out_co", covariant=True)
+I = TypeVar("I")  # noqa: E741 - reads as "input" in signatures
+O = TypeVar("O")  # noqa: E741 - reads as "output" in signatures
+
+OnError = Literal["fail", "skip", "continue"]
+Duration = timedelta | float | int
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a failing step is retried: exponential back-off with jitter.
+
+    The delay before attempt n+1 is ``initial * backoff**(n-1)``, capped at
+    ``max_delay``; ``jitter`` (0..1) randomizes it by up to that fraction so
+    failing runs do not retry in lock-step. Only exceptions in ``retry_on``
+    are retried.
+    """
+
+    max_attempts: int = 3
+    initial: Duration = 1.0
+    backoff: float = 2.0
+    max_delay: Duration = 60.0
+    jitter: float = 0.1
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise WorkflowDefinitionError("Retry(max_attempts=...) must be at least 1")
+        if not 0 <= self.jitter <= 1:
+            raise WorkflowDefinitionError("Retry(jitter=...) must be between 0 and 1")
+        if to_seconds(self.initial) < 0 or self.backoff < 1:
+            raise WorkflowDefinitionError("Retry needs initial >= 0 and backoff >= 1")
+
+    def delay_before(self, next_attempt: int) -> float:
+        """Seconds to wait before attempt ``next_attempt`` (2 is the first retry)."""
+        base = to_seconds(self.initial) * self.backoff ** max(0, next_attempt - 2)
+        capped = min(base, to_seconds(self.max_delay))
+        spread = capped * self.jitter
+        return max(0.0, capped + random.uniform(-spread, spread))
+
+    def should_retry(self, error: BaseException, attempt: int) -> bool:
+        return attempt < self.max_attempts and isinstance(error, self.retry_on)
+
+
+NO_RETRY = Retry(max_attempts=1)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """The options every step carries; ``Step.with_options`` changes them."""
+
+    id: str
+    description: str = ""
+    retry: Retry = NO_RETRY
+    timeout: float | None = None
+    on_error: OnError = "fail"
+    queue: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Step(Generic[In_contra, Out_co]):
+    """A function plait runs durably, typed by its input and output.
+
+    Build one with ``@plait.step`` or ``plait.create_step``. Its output is
+    validated against the output type and checkpointed before the next step
+    starts.
+    """
+
+    fn: Callable[..., Any]
+    options: StepOptions
+    input_codec: Codec[Any]
+    output_codec: Codec[Any]
+    takes_context: bool
+    is_async: bool = field(default=False)
+
+    @property
+    def id(self) -> str:
+        return self.options.id
+
+    @property
+    def description(self) -> str:
+        return self.options.description
+
+    @property
+    def input_type(self) -> Any:
+        return self.input_codec.type
+
+    @property
+    def output_type(self) -> Any:
+        return self.output_codec.type
+
+    def with_options(
+        self,
+        *,
+        id: str | None = None,
+        description: str | None = None,
+        retry: Retry | None = None,
+        timeout: Duration | None = None,
+        on_error: OnError | None = None,
+        queue: str | None = None,
+    ) -> Step[In_contra, Out_co]:
+        """A copy of this step with some options changed, e.g. a new ``id`` to use it twice."""
+        changes: dict[str, Any] = {
+            "id": id,
+            "description": description,
+            "retry": retry,
+            "timeout": None if timeout is None else to_seconds(timeout),
+            "on_error": on_error,
+            "queue": queue,
+        }
+        options = replace(self.options, **{k: v for k, v in changes.items() if v is not None})
+        _check_options(options)
+        return replace(self, options=options)
+
+    async def invoke(self, ctx: Context, value: Any) -> Any:
+        """Run the function once; sync functions run in a worker thread."""
+        args = (ctx, value) if self.takes_context else (value,)
+        if self.is_async:
+            return await self.fn(*args)
+        result = await asyncio.get_running_loop().run_in_executor(None, lambda: self.fn(*args))
+        if inspect.isawaitable(result):  # a plain callable that returned a coroutine
+            return await result
+        return result
+
+    def __repr__(self) -> str:
+        return f"Step({self.id!r})"
+
+
+def _check_options(options: StepOptions) -> None:
+    if not is_valid_id(options.id):
+        raise WorkflowDefinitionError(
+            f"step id {options.id!r} is not valid: use letters, digits, '_', '-' or '.', starting with a letter or '_'",
+            step_id=options.id,
+        )
+    if options.on_error not in ("fail", "skip", "continue"):
+        raise WorkflowDefinitionError(
+            f"step '{options.id}': on_error must be 'fail', 'skip' or 'continue', not {options.on_error!r}",
+            step_id=options.id,
+        )
+    if options.timeout is not None and options.timeout <= 0:
+        raise WorkflowDefinitionError(f"step '{options.id}': timeout must be positive", step_id=options.id)
+
+
+def _is_context_annotation(annotation: Any) -> bool:
+    from plait.context import Context
+
+    return annotation is Context or annotation == "Context" or annotation == "plait.Context"
+
+
+def _signature_types(fn: Callable[..., Any], step_id: str) -> tuple[bool, Any, Any]:
+    """(takes_context, input type, output type) read from ``fn``'s annotations."""
+    params = [
+        p
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if len(params) not in (1, 2):
+        raise WorkflowDefinitionError(
+            f"step '{step_id}' must take (value) or (ctx, value); it takes {len(params)} required parameters",
+            step_id=step_id,
+        )
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable forward references fall back to raw annotations.
+        hints = dict(getattr(fn, "__annotations__", {}))
+    takes_context = len(params) == 2
+    if (
+        takes_context
+        and not _is_context_annotation(hints.get(params[0].name, _Missing))
+        and (params[0].name not in ("ctx", "context"))
+    ):
+        raise WorkflowDefinitionError(
+            f"step '{step_id}': a two-parameter step takes (ctx: plait.Context, value)",
+            step_id=step_id,
+        )
+    input_type = hints.get(params[-1].name, Any)
+    output_type = hints.get("return", Any)
+    return takes_context, input_type, output_type
+
+
+class _Missing:
+    pass
+
+
+class StepDecorator(Protocol):
+    """What ``@plait.step(...)`` with options returns."""
+
+    @overload
+    def __call__(self, fn: Callable[[Context, I], Coroutine[Any, Any, O]], /) -> Step[I, O]: ...
+    @overload
+    def __call__(self, fn: Callable[[Context, I], O], /) -> Step[I, O]: ...
+    @overload
+    def __call__(self, fn: Callable[[I], Coroutine[Any, Any, O]], /) -> Step[I, O]: ...
+    @overload
+    def __call__(self, fn: Callable[[I], O], /) -> Step[I, O]: ...
+
+
+@overload
+def step(fn: Callable[[Context, I], Coroutine[Any, Any, O]], /) -> Step[I, O]: ...
+@overload
+def step(fn: Callable[[Context, I], O], /) -> Step[I, O]: ...
+@overload
+def step(fn: Callable[[I], Coroutine[Any, Any, O]], /) -> Step[I, O]: ...
+@overload
+def step(fn: Callable[[I], O], /) -> Step[I, O]: ...
+@overload
+def step(
+    *,
+    id: str | None = None,
+    description: str | None = None,
+    retry: Retry | None = None,
+    timeout: Duration | None = None,
+    on_error: OnError = "fail",
+    queue: str | None = None,
+) -> StepDecorator: ...
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    id: str | None = None,
+    description: str | None = None,
+    retry: Retry | None = None,
+    timeout: Duration | None = None,
+    on_error: OnError = "fail",
+    queue: str | None = None,
+) -> Any:
+    """Turn ``fn(value)`` or ``fn(ctx, value)`` into a durable ``Step``.
+
+    Input and output types come from the annotations. Use bare (``@step``) or
+    with options (``@step(retry=Retry(5), timeout=30)``).
+    """
+
+    def build(func: Callable[..., Any]) -> Step[Any, Any]:
+        step_id: str = id or str(getattr(func, "__name__", ""))
+        takes_context, input_type, output_type = _signature_types(func, step_id)
+        if inspect.iscoroutinefunction(func) and output_type is not Any:
+            output_type = _unwrap_awaitable(output_type)
+        return _make_step(
+            func,
+            StepOptions(
+                id=step_id,
+                description=description if description is not None else (inspect.getdoc(func) or ""),
+                retry=retry or NO_RETRY,
+                timeout=None if timeout is None else to_seconds(timeout),
+                on_error=on_error,
+                queue=queue,
+            ),
+            input_type,
+            output_type,
+            takes_context,
+        )
+
+    if fn is not None:
+        return build(fn)
+    return build
+
+
+def _unwrap_awaitable(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (Awaitable, Coroutine):
+        return typing.get_args(annotation)[-1]
+    return annotation
+
+
+def _make_step(
+    fn: Callable[..., Any], options: StepOptions, input_type: Any, output_type: Any, takes_context: bool
+) -> Step[Any, Any]:
+    _check_options(options)
+    try:
+        input_codec: Codec[Any] = Codec(input_type)
+        output_codec: Codec[Any] = Codec(output_type)
+    except Exception as exc:
+        raise WorkflowDefinitionError(
+            f"step '{options.id}': its input or output type cannot be validated by Pydantic ({exc})",
+            step_id=options.id,
+        ) from exc
+    return Step(
+        fn=fn,
+        options=options,
+        input_codec=input_codec,
+        output_codec=output_codec,
+        takes_context=takes_context,
+        is_async=inspect.iscoroutinefunction(fn),
+    )
+
+
+def create_step(
+    *,
+    id: str,
+    input: type[I],
+    output: type[O],
+    execute: Callable[[Context, I], Awaitable[O]] | Callable[[Context, I], O],
+    description: str = "",
+    retry: Retry | None = None,
+    timeout: Duration | None = None,
+    on_error: OnError = "fail",
+    queue: str | None = None,
+) -> Step[I, O]:
+    """The explicit form of ``@step``: ``execute(ctx, value)`` with declared types."""
+    options = StepOptions(
+        id=id,
+        description=description,
+        retry=retry or NO_RETRY,
+        timeout=None if timeout is None else to_seconds(timeout),
+        on_error=on_error,
+        queue=queue,
+    )
+    return _make_step(execute, options, input, output, takes_context=True)

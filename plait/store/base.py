@@ -1,0 +1,165 @@
+"""The storage contract every backend implements; SQL lives only in backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as stored. Times are epoch seconds; payloads are JSON text."""
+
+    id: str
+    namespace: str
+    workflow_id: str
+    workflow_version: str
+    status: str
+    input: str
+    output: str | None
+    error: str | None
+    idempotency_key: str | None
+    priority: int
+    metadata: str | None
+    parent_run_id: str | None
+    parent_step_key: str | None
+    status_message: str | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    ready_at: float
+    retried_at: float | None
+    owner: str | None
+    lease_token: int
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One attempt of one step. ``output`` is set when the attempt resolved the step."""
+
+    run_id: str
+    step_key: str
+    step_id: str
+    attempt: int
+    status: str
+    input: str | None
+    output: str | None
+    error: str | None
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What ``create_run`` needs; ``owner`` set means the creator claims it at once."""
+
+    id: str
+    namespace: str
+    workflow_id: str
+    workflow_version: str
+    input: str
+    created_at: float
+    ready_at: float
+    idempotency_key: str | None = None
+    priority: int = 0
+    metadata: str | None = None
+    parent_run_id: str | None = None
+    parent_step_key: str | None = None
+    owner: str | None = None
+    lease_expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Proof of holding a run: the fencing token must still match at commit."""
+
+    run_id: str
+    token: int
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    workflow_id: str | None = None
+    status: str | None = None
+    waiting_for_version: bool = False
+    parent_run_id: str | None = None
+
+
+class Store(Protocol):
+    """Durable state of runs and steps. Every method is one transaction."""
+
+    async def migrate(self) -> None:
+        """Bring the schema to the current version (safe when many processes start together)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def create_run(self, run: NewRun) -> tuple[RunRow, bool]:
+        """Insert ``run``; an existing run with the same id or idempotency key is returned instead.
+
+        The flag says whether this call created it.
+        """
+        ...
+
+    async def get_run(self, namespace: str, run_id: str) -> RunRow | None: ...
+
+    async def list_runs(
+        self, namespace: str, where: RunFilter, limit: int, after: tuple[float, str] | None
+    ) -> list[RunRow]:
+        """Newest first, keyset-paginated by (created_at, id)."""
+        ...
+
+    async def claim_runs(
+        self, namespace: str, owner: str, refs: list[str], now: float, wall_now: float, lease_until: float, limit: int
+    ) -> list[RunRow]:
+        """Lease up to ``limit`` ready runs whose ``workflow@version`` is in ``refs``."""
+        ...
+
+    async def release_owners(self, namespace: str, owners: list[str]) -> int:
+        """Hand back every run held by the given (dead) owners."""
+        ...
+
+    async def owners_on_host(self, namespace: str, host: str) -> list[str]: ...
+
+    async def heartbeat(self, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
+        """Extend this owner's leases; returns which of ``run_ids`` were cancelled meanwhile."""
+        ...
+
+    async def load_steps(self, run_id: str) -> list[StepRow]: ...
+
+    async def record_step(self, lease: Lease, step: StepRow) -> None:
+        """Append a step attempt; raises LeaseLost or RunCancelledSignal if the lease is stale."""
+        ...
+
+    async def finish_run(
+        self, lease: Lease, status: str, output: str | None, error: str | None, now: float, last_step: StepRow | None
+    ) -> None:
+        """End the run (with its last step attempt in the same transaction); fenced like record_step."""
+        ...
+
+    async def release_run(self, lease: Lease, now: float) -> None:
+        """Give the run back to the queue without finishing it."""
+        ...
+
+    async def cancel_run(self, namespace: str, run_id: str, now: float) -> list[str]:
+        """Cancel the run and its unfinished descendants; returns the ids cancelled."""
+        ...
+
+    async def reopen_run(self, namespace: str, run_id: str, now: float) -> None:
+        """Make a failed run ready again so it continues from its failed step."""
+        ...
+
+    async def fork_run(self, run: NewRun, source_run_id: str, step_keys: list[str]) -> RunRow:
+        """Create ``run`` with copies of the source run's resolved steps at ``step_keys``, atomically."""
+        ...
+
+    async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
+        """Explain, on ready runs no registered workflow can execute, which version they need."""
+        ...

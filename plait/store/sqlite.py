@@ -1,0 +1,353 @@
+"""SQLite backend: one file, WAL, ``BEGIN IMMEDIATE`` writers, busy retries.
+
+Several processes can share one file. Writers take the write lock at BEGIN
+(IMMEDIATE), or two of them could both read a run as free and both claim it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from plait.errors import LeaseLost, RunCancelledSignal, StoreUnavailable
+from plait.store.base import TERMINAL_STATUSES, Lease, NewRun, RunFilter, RunRow, StepRow
+from plait.store.sqlite_schema import MIGRATIONS
+
+T = TypeVar("T")
+
+Durability = Literal["full", "normal"]
+
+RUN_COLUMNS = (
+    "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
+    "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
+    "ready_at, retried_at, owner, lease_token"
+)
+STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
+_TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SQLiteStore:
+    """The ``Store`` on one SQLite file. Use from a single thread (the engine's loop)."""
+
+    def __init__(self, path: str, *, durability: Durability = "full", lock_timeout: float = 30.0) -> None:
+        self.path = path
+        self.lock_timeout = lock_timeout
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit survives power loss once it returns; NORMAL may lose
+            # the last commits on power loss (never on a process crash).
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+
+    async def close(self) -> None:
+        self._conn.close()
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one write transaction, retrying while another process holds the lock."""
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.002
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.1)
+                    continue
+                raise StoreUnavailable(f"SQLite database {self.path!r} stayed locked: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
+            try:
+                result = work(self._conn)
+                self._conn.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
+                raise
+
+    def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
+
+    async def migrate(self) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute("CREATE TABLE IF NOT EXISTS plait_schema (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM plait_schema").fetchone()
+            current = row[0] or 0
+            for version, script in enumerate(MIGRATIONS, start=1):
+                if version > current:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute("INSERT INTO plait_schema (version) VALUES (?)", (version,))
+
+        await self._write(apply)
+
+    async def schema_version(self) -> int:
+        return int(self._read("SELECT max(version) FROM plait_schema")[0][0] or 0)
+
+    async def create_run(self, run: NewRun) -> tuple[RunRow, bool]:
+        def insert(conn: sqlite3.Connection) -> tuple[RunRow, bool]:
+            existing = self._find_existing(conn, run)
+            if existing is not None:
+                return existing, False
+            status = "running" if run.owner else "pending"
+            conn.execute(
+                "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
+                "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
+                "started_at, ready_at, owner, lease_expires_at, lease_token) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
+                    run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
+                    run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
+                    run.owner, run.lease_expires_at, 1 if run.owner else 0,
+                ),
+            )  # fmt: skip
+            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+            return RunRow(*row), True
+
+        return await self._write(insert)
+
+    @staticmethod
+    def _find_existing(conn: sqlite3.Connection, run: NewRun) -> RunRow | None:
+        row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+        if row is None and run.idempotency_key is not None:
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND idempotency_key = ?",
+                (run.namespace, run.idempotency_key),
+            ).fetchone()
+        return RunRow(*row) if row else None
+
+    async def get_run(self, namespace: str, run_id: str) -> RunRow | None:
+        rows = self._read(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ? AND namespace = ?", (run_id, namespace))
+        return RunRow(*rows[0]) if rows else None
+
+    async def list_runs(
+        self, namespace: str, where: RunFilter, limit: int, after: tuple[float, str] | None
+    ) -> list[RunRow]:
+        clauses = ["namespace = ?"]
+        params: list[Any] = [namespace]
+        if where.workflow_id is not None:
+            clauses.append("workflow_id = ?")
+            params.append(where.workflow_id)
+        if where.status is not None:
+            clauses.append("status = ?")
+            params.append(where.status)
+        if where.waiting_for_version:
+            clauses.append("status = 'pending' AND status_message IS NOT NULL")
+        if where.parent_run_id is not None:
+            clauses.append("parent_run_id = ?")
+            params.append(where.parent_run_id)
+        if after is not None:
+            clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params.extend([after[0], after[0], after[1]])
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE {' AND '.join(clauses)} "
+            "ORDER BY created_at DESC, id DESC LIMIT ?"
+        )
+        return [RunRow(*row) for row in self._read(sql, [*params, limit])]
+
+    async def claim_runs(
+        self, namespace: str, owner: str, refs: list[str], now: float, wall_now: float, lease_until: float, limit: int
+    ) -> list[RunRow]:
+        def claim(conn: sqlite3.Connection) -> list[RunRow]:
+            rows = conn.execute(
+                f"UPDATE plait_runs SET status = 'running', owner = ?, lease_expires_at = ?, "
+                "lease_token = lease_token + 1, started_at = coalesce(started_at, ?), status_message = NULL, "
+                "updated_at = ? "
+                "WHERE id IN (SELECT id FROM plait_runs WHERE namespace = ? AND status IN ('pending', 'running') "
+                "AND ready_at <= ? AND (owner IS NULL OR lease_expires_at < ?) "
+                "AND workflow_id || '@' || workflow_version IN (SELECT value FROM json_each(?)) "
+                "ORDER BY priority DESC, ready_at, id LIMIT ?) "
+                f"RETURNING {RUN_COLUMNS}",
+                (owner, lease_until, now, now, namespace, now, wall_now, json.dumps(refs), limit),
+            ).fetchall()
+            return [RunRow(*row) for row in rows]
+
+        if not refs or limit <= 0:
+            return []
+        # A plain read first: an idle poll must not take the write lock that
+        # other processes need for their commits.
+        ready = self._read(
+            "SELECT 1 FROM plait_runs WHERE namespace = ? AND status IN ('pending', 'running') AND ready_at <= ? "
+            "AND (owner IS NULL OR lease_expires_at < ?) LIMIT 1",
+            (namespace, now, wall_now),
+        )
+        return await self._write(claim) if ready else []
+
+    async def release_owners(self, namespace: str, owners: list[str]) -> int:
+        def release(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE plait_runs SET owner = NULL, lease_expires_at = NULL, status = 'pending' "
+                "WHERE namespace = ? AND status = 'running' AND owner IN (SELECT value FROM json_each(?))",
+                (namespace, json.dumps(owners)),
+            )
+            return cursor.rowcount
+
+        return await self._write(release) if owners else 0
+
+    async def owners_on_host(self, namespace: str, host: str) -> list[str]:
+        rows = self._read(
+            "SELECT DISTINCT owner FROM plait_runs WHERE namespace = ? AND status = 'running' AND owner LIKE ?",
+            (namespace, host.replace("%", "") + ":%"),
+        )
+        return [row[0] for row in rows]
+
+    async def heartbeat(self, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
+        def beat(conn: sqlite3.Connection) -> list[str]:
+            conn.execute(
+                "UPDATE plait_runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running'",
+                (lease_until, owner),
+            )
+            rows = conn.execute(
+                "SELECT id FROM plait_runs WHERE id IN (SELECT value FROM json_each(?)) AND status = 'cancelled'",
+                (json.dumps(run_ids),),
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._write(beat)
+
+    async def load_steps(self, run_id: str) -> list[StepRow]:
+        rows = self._read(
+            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE run_id = ? ORDER BY started_at, step_key, attempt",
+            (run_id,),
+        )
+        return [StepRow(*row) for row in rows]
+
+    @staticmethod
+    def _fence(conn: sqlite3.Connection, lease: Lease, now: float) -> None:
+        """Refuse the write unless this lease still holds the running run."""
+        cursor = conn.execute(
+            "UPDATE plait_runs SET updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'running'",
+            (now, lease.run_id, lease.token),
+        )
+        if cursor.rowcount == 1:
+            return
+        row = conn.execute("SELECT status, lease_token FROM plait_runs WHERE id = ?", (lease.run_id,)).fetchone()
+        if row is not None and row[0] == "cancelled":
+            raise RunCancelledSignal(lease.run_id)
+        raise LeaseLost(
+            f"run {lease.run_id}: this worker's lease (token {lease.token}) was taken over"
+            f"{'' if row is None else f' (token now {row[1]}, status {row[0]})'}; its result was discarded"
+        )
+
+    @staticmethod
+    def _insert_step(conn: sqlite3.Connection, step: StepRow) -> None:
+        conn.execute(
+            f"INSERT INTO plait_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
+                step.error, step.started_at, step.finished_at,
+            ),
+        )  # fmt: skip
+
+    async def record_step(self, lease: Lease, step: StepRow) -> None:
+        def record(conn: sqlite3.Connection) -> None:
+            self._fence(conn, lease, step.finished_at)
+            self._insert_step(conn, step)
+
+        await self._write(record)
+
+    async def finish_run(
+        self, lease: Lease, status: str, output: str | None, error: str | None, now: float, last_step: StepRow | None
+    ) -> None:
+        def finish(conn: sqlite3.Connection) -> None:
+            self._fence(conn, lease, now)
+            if last_step is not None:
+                self._insert_step(conn, last_step)
+            conn.execute(
+                "UPDATE plait_runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, "
+                "owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                (status, output, error, now, now, lease.run_id),
+            )
+
+        await self._write(finish)
+
+    async def release_run(self, lease: Lease, now: float) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE plait_runs SET status = 'pending', owner = NULL, lease_expires_at = NULL, updated_at = ? "
+                "WHERE id = ? AND lease_token = ? AND status = 'running'",
+                (now, lease.run_id, lease.token),
+            )
+
+        await self._write(release)
+
+    async def cancel_run(self, namespace: str, run_id: str, now: float) -> list[str]:
+        def cancel(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = ? AND namespace = ? "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
+                "UPDATE plait_runs SET status = 'cancelled', finished_at = ?, updated_at = ?, owner = NULL, "
+                f"lease_expires_at = NULL WHERE id IN (SELECT id FROM tree) AND status NOT IN {_TERMINAL_SQL} "
+                "RETURNING id",
+                (run_id, namespace, now, now),
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._write(cancel)
+
+    async def reopen_run(self, namespace: str, run_id: str, now: float) -> None:
+        def reopen(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE plait_runs SET status = 'pending', error = NULL, finished_at = NULL, ready_at = ?, "
+                "retried_at = ?, updated_at = ? WHERE id = ? AND namespace = ? AND status = 'failed'",
+                (now, now, now, run_id, namespace),
+            )
+
+        await self._write(reopen)
+
+    async def fork_run(self, run: NewRun, source_run_id: str, step_keys: list[str]) -> RunRow:
+        def fork(conn: sqlite3.Connection) -> RunRow:
+            conn.execute(
+                "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
+                "metadata, created_at, updated_at, ready_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                (
+                    run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
+                    run.metadata, run.created_at, run.created_at, run.ready_at,
+                ),
+            )  # fmt: skip
+            conn.execute(
+                f"INSERT INTO plait_steps ({STEP_COLUMNS}) SELECT ?, step_key, step_id, attempt, status, input, "
+                "output, error, started_at, finished_at FROM plait_steps WHERE run_id = ? AND output IS NOT NULL "
+                "AND step_key IN (SELECT value FROM json_each(?))",
+                (run.id, source_run_id, json.dumps(step_keys)),
+            )
+            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+            return RunRow(*row)
+
+        return await self._write(fork)
+
+    async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
+        def mark(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "UPDATE plait_runs SET status_message = 'waiting for a worker that has workflow ''' || workflow_id "
+                "|| ''' version ''' || workflow_version || ''' registered' "
+                "WHERE namespace = ? AND status = 'pending' AND owner IS NULL AND ready_at <= ? "
+                "AND status_message IS NULL "
+                "AND workflow_id || '@' || workflow_version NOT IN (SELECT value FROM json_each(?))",
+                (namespace, ready_before, json.dumps(refs)),
+            )
+            return cursor.rowcount
+
+        return await self._write(mark)

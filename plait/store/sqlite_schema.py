@@ -1,0 +1,51 @@
+"""SQLite schema migrations, applied in order; never edit a released one."""
+
+MIGRATIONS: list[str] = [
+    # 1: runs and step attempts.
+    """
+    CREATE TABLE plait_runs (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        workflow_version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT NOT NULL,
+        output TEXT,
+        error TEXT,
+        idempotency_key TEXT,
+        priority INTEGER NOT NULL DEFAULT 0,
+        metadata TEXT,
+        parent_run_id TEXT,
+        parent_step_key TEXT,
+        status_message TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        ready_at REAL NOT NULL,
+        retried_at REAL,
+        owner TEXT,
+        lease_expires_at REAL,
+        lease_token INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX plait_runs_idempotency ON plait_runs (namespace, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX plait_runs_ready ON plait_runs (namespace, status, ready_at);
+    CREATE INDEX plait_runs_listing ON plait_runs (namespace, created_at, id);
+    CREATE INDEX plait_runs_owner ON plait_runs (owner) WHERE owner IS NOT NULL;
+    CREATE INDEX plait_runs_parent ON plait_runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+    CREATE TABLE plait_steps (
+        run_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT,
+        output TEXT,
+        error TEXT,
+        started_at REAL NOT NULL,
+        finished_at REAL NOT NULL,
+        PRIMARY KEY (run_id, step_key, attempt)
+    ) WITHOUT ROWID;
+    """,
+]

@@ -1,0 +1,271 @@
+"""The worker: claims ready runs under a lease, executes them, and recovers crashed work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from plait.clock import Clock, wall_seconds
+from plait.errors import LeaseLost, RunCancelledSignal, RunNotFound, StoreUnavailable
+from plait.executor import RunExecution, describe_error
+from plait.ids import is_owner_alive, process_owner
+from plait.store.base import Lease, NewRun, RunRow, Store
+from plait.workflow.graph import Workflow
+
+log = logging.getLogger("plait.worker")
+
+WorkflowLookup = Callable[[str, str], "Workflow[Any, Any] | None"]
+
+
+class Worker:
+    """Executes runs in this process; every state change goes through the store.
+
+    A run stays on the worker that holds it while it has work, so a sequential
+    workflow costs about one transaction per step.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        namespace: str,
+        lookup: WorkflowLookup,
+        refs: Callable[[], list[str]],
+        *,
+        concurrency: int,
+        lease_seconds: float,
+        poll_interval: float,
+        max_payload_bytes: int,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.namespace = namespace
+        self.max_payload_bytes = max_payload_bytes
+        self.host = socket.gethostname()
+        self.owner = process_owner(self.host)
+        self._lookup = lookup
+        self._refs = refs
+        self._concurrency = concurrency
+        self._lease_seconds = lease_seconds
+        self._poll_interval = poll_interval
+        self._active: dict[str, tuple[asyncio.Task[None], RunExecution | None]] = {}
+        self._waiters: dict[str, list[asyncio.Future[RunRow]]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loops: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="plait-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="plait-heartbeat"),
+        ]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def has_capacity(self) -> bool:
+        return not self._stopping and len(self._active) < self._concurrency
+
+    def lease_until(self) -> float:
+        return wall_seconds() + self._lease_seconds
+
+    async def stop(self) -> None:
+        """Stop claiming, and hand back every run still held so another worker continues it at once."""
+        self._stopping = True
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        tasks = [task for task, _ in self._active.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- claiming ------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        await self.recover_dead_owners()
+        idle_polls = 0
+        while not self._stopping:
+            try:
+                claimed = await self._claim_batch()
+                if claimed:
+                    idle_polls = 0
+                    continue
+                idle_polls += 1
+                if idle_polls % 20 == 1:
+                    await self.store.mark_waiting_for_version(
+                        self.namespace, self._refs(), self.clock.now().timestamp() - 2 * self._poll_interval
+                    )
+                if idle_polls % 40 == 0:
+                    await self.recover_dead_owners()
+            except StoreUnavailable as exc:
+                log.warning("plait worker %s: store unavailable, retrying: %s", self.owner, exc)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+
+    async def _claim_batch(self) -> int:
+        capacity = self._concurrency - len(self._active)
+        if capacity <= 0:
+            return 0
+        now = self.clock.now().timestamp()
+        wall = wall_seconds()
+        rows = await self.store.claim_runs(
+            self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, min(capacity, 32)
+        )
+        for row in rows:
+            self.adopt(row, fresh=False)
+        return len(rows)
+
+    async def recover_dead_owners(self) -> None:
+        """Hand back at once the runs of processes on this host that no longer exist."""
+        owners = await self.store.owners_on_host(self.namespace, self.host)
+        dead = [o for o in owners if o != self.owner and is_owner_alive(o, self.host) is False]
+        if dead:
+            count = await self.store.release_owners(self.namespace, dead)
+            log.info("plait worker %s: recovered %d runs of dead processes %s", self.owner, count, dead)
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self._lease_seconds / 3)
+            try:
+                cancelled = await self.store.heartbeat(self.owner, list(self._active), self.lease_until())
+            except StoreUnavailable as exc:
+                log.warning("plait worker %s: heartbeat failed: %s", self.owner, exc)
+                continue
+            self.cancel_local(cancelled)
+
+    # -- executing -----------------------------------------------------------
+
+    def adopt(self, row: RunRow, *, fresh: bool) -> None:
+        """Execute a run this worker now holds; ``fresh`` means it has no steps yet."""
+        if row.id in self._active:
+            return
+        task = asyncio.create_task(self._execute(row, fresh), name=f"plait-run-{row.id}")
+        self._active[row.id] = (task, None)
+
+    def cancel_local(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            entry = self._active.get(run_id)
+            if entry is None:
+                continue
+            task, execution = entry
+            if execution is not None:
+                execution.mark_cancelled()
+            task.cancel()
+
+    async def _execute(self, row: RunRow, fresh: bool) -> None:
+        lease = Lease(row.id, row.lease_token)
+        final: RunRow | None = None
+        try:
+            workflow = self._lookup(row.workflow_id, row.workflow_version)
+            if workflow is None:  # unregistered since the claim: let a worker that has it take over
+                await self.store.release_run(lease, self.clock.now().timestamp())
+                return
+            steps = [] if fresh else await self.store.load_steps(row.id)
+            execution = RunExecution(self, row, workflow, steps)
+            self._active[row.id] = (self._active[row.id][0], execution)
+            status, output, error = await execution.execute()
+            output_json = None
+            if status == "succeeded":
+                try:
+                    output_json = workflow.output_codec.dump(output)
+                except Exception as exc:  # noqa: BLE001 - an unstorable result fails the run, not the worker.
+                    status, error = "failed", describe_error(exc)
+            error_json = json.dumps(error) if error else None
+            now = self.clock.now().timestamp()
+            await self.store.finish_run(lease, status, output_json, error_json, now, None)
+            final = replace(row, status=status, output=output_json, error=error_json, finished_at=now, owner=None)
+        except RunCancelledSignal:
+            final = await self.store.get_run(row.namespace, row.id)
+        except LeaseLost as exc:
+            log.warning("plait worker %s: %s", self.owner, exc)
+        except asyncio.CancelledError:
+            if self._stopping:
+                await self._release_quietly(lease)
+            else:
+                final = await self.store.get_run(row.namespace, row.id)
+        except StoreUnavailable as exc:
+            log.error("plait worker %s: run %s paused, the store failed: %s", self.owner, row.id, exc)
+            await self._release_quietly(lease)
+        except Exception:
+            log.exception("plait worker %s: run %s hit an internal error; handing it back", self.owner, row.id)
+            await self._release_quietly(lease)
+        finally:
+            self._active.pop(row.id, None)
+            if final is not None and final.is_terminal:
+                self._resolve_waiters(final)
+            self._wake.set()
+
+    async def _release_quietly(self, lease: Lease) -> None:
+        try:
+            await self.store.release_run(lease, self.clock.now().timestamp())
+        except StoreUnavailable as exc:
+            log.warning("plait worker %s: could not hand back run %s: %s", self.owner, lease.run_id, exc)
+
+    async def run_child(
+        self, parent: RunRow, step_key: str, child_run_id: str, workflow: Workflow[Any, Any], input_json: str
+    ) -> RunRow:
+        now = self.clock.now().timestamp()
+        row, created = await self.store.create_run(
+            NewRun(
+                id=child_run_id,
+                namespace=parent.namespace,
+                workflow_id=workflow.id,
+                workflow_version=workflow.version,
+                input=input_json,
+                created_at=now,
+                ready_at=now,
+                priority=parent.priority,
+                parent_run_id=parent.id,
+                parent_step_key=step_key,
+                owner=self.owner,
+                lease_expires_at=self.lease_until(),
+            )
+        )
+        if row.is_terminal:
+            return row
+        if created:
+            self.adopt(row, fresh=True)
+        return await self.wait_for_terminal(row.namespace, row.id, None)
+
+    # -- waiting for results -------------------------------------------------
+
+    def _resolve_waiters(self, row: RunRow) -> None:
+        for future in self._waiters.pop(row.id, []):
+            if not future.done():
+                future.set_result(row)
+
+    async def wait_for_terminal(self, namespace: str, run_id: str, timeout: float | None) -> RunRow:
+        """The run's final row; waits for this worker to finish it, polling for other processes."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        poll = 0.05
+        while True:
+            row = await self.store.get_run(namespace, run_id)
+            if row is None:
+                raise RunNotFound(f"no run {run_id!r} in namespace {namespace!r}")
+            if row.is_terminal:
+                return row
+            wait = poll if deadline is None else min(poll, deadline - loop.time())
+            if wait <= 0:
+                raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s (status {row.status})")
+            future: asyncio.Future[RunRow] = loop.create_future()
+            self._waiters.setdefault(run_id, []).append(future)
+            try:
+                return await asyncio.wait_for(future, wait)
+            except TimeoutError:
+                poll = min(poll * 1.5, 1.0)
+            finally:
+                waiters = self._waiters.get(run_id, [])
+                if future in waiters:
+                    waiters.remove(future)

@@ -1,0 +1,287 @@
+"""The fluent builder: each method returns a new builder typed by its current output."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
+
+from plait.errors import WorkflowDefinitionError
+from plait.ids import is_valid_id
+from plait.payloads import Codec, type_name
+from plait.steps import Step
+from plait.workflow.graph import (
+    BranchNode,
+    ChildTask,
+    ForeachNode,
+    LoopNode,
+    MapNode,
+    Node,
+    ParallelNode,
+    Task,
+    ThenNode,
+    Workflow,
+    node_id,
+    node_tasks,
+)
+
+if TYPE_CHECKING:
+    from plait.context import Context
+
+In = TypeVar("In")
+Out_co = TypeVar("Out_co", covariant=True)
+Next = TypeVar("Next")
+X = TypeVar("X")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+D = TypeVar("D")
+E = TypeVar("E")
+SI = TypeVar("SI")
+SO = TypeVar("SO")
+
+# Anything `.then()` accepts: a step, a committed workflow (run as a child), or
+# a workflow renamed with `.as_step(id=...)`.
+StepLike = Union[Step[SI, SO], Workflow[SI, SO], ChildTask[SI, SO]]  # noqa: UP007 - generic alias needs Union
+PredicateOn = Union[Callable[[SI], object], Callable[["Context", SI], object]]  # noqa: UP007
+
+
+def _as_task(item: object, where: str) -> Task:
+    if isinstance(item, Step | ChildTask):
+        return item
+    if isinstance(item, Workflow):
+        return item.as_step()
+    raise WorkflowDefinitionError(
+        f"{where} expects a step (made with @plait.step) or a committed workflow, got {item!r}"
+    )
+
+
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 2
+
+
+def _return_type(fn: Callable[..., Any]) -> Any:
+    try:
+        return typing.get_type_hints(fn).get("return", Any)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: treat the result as untyped JSON.
+        return Any
+
+
+class Builder(Generic[In, Out_co]):
+    """Builds a workflow step by step; ``commit()`` freezes it into a ``Workflow``."""
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        input_codec: Codec[Any],
+        declared_output: Any,
+        version: str | None,
+        description: str,
+        nodes: tuple[Node, ...] = (),
+        current_type: Any = None,
+    ) -> None:
+        self._id = id
+        self._input_codec = input_codec
+        self._declared_output = declared_output
+        self._version = version
+        self._description = description
+        self._nodes = nodes
+        self._current_type = input_codec.type if current_type is None else current_type
+
+    def _with(self, node: Node, output_type: Any) -> Any:
+        taken = {task.id for n in self._nodes for task in node_tasks(n)} | {node_id(n) for n in self._nodes}
+        new_ids = {task.id for task in node_tasks(node)} | {node_id(node)}
+        clash = sorted(taken & new_ids)
+        if clash:
+            raise WorkflowDefinitionError(
+                f"workflow '{self._id}': step id '{clash[0]}' is used twice; give the second use its own id "
+                f"with step.with_options(id='{clash[0]}_2') (or workflow.as_step(id=...))",
+                step_id=clash[0],
+            )
+        return Builder(
+            self._id,
+            input_codec=self._input_codec,
+            declared_output=self._declared_output,
+            version=self._version,
+            description=self._description,
+            nodes=(*self._nodes, node),
+            current_type=output_type,
+        )
+
+    def _auto_id(self, prefix: str, given: str | None) -> str:
+        node_id_ = given or f"{prefix}_{len(self._nodes) + 1}"
+        if not is_valid_id(node_id_):
+            raise WorkflowDefinitionError(f"workflow '{self._id}': {node_id_!r} is not a valid id", step_id=node_id_)
+        return node_id_
+
+    def then(self, step: StepLike[Out_co, Next]) -> Builder[In, Next]:
+        """Run ``step`` on the current value; a committed workflow runs as a child run."""
+        task = _as_task(step, "then()")
+        result: Builder[In, Next] = self._with(ThenNode(task), task.output_type)
+        return result
+
+    @overload
+    def parallel(self, a: StepLike[Out_co, A], b: StepLike[Out_co, B], /) -> Builder[In, tuple[A, B]]: ...
+    @overload
+    def parallel(
+        self, a: StepLike[Out_co, A], b: StepLike[Out_co, B], c: StepLike[Out_co, C], /
+    ) -> Builder[In, tuple[A, B, C]]: ...
+    @overload
+    def parallel(
+        self, a: StepLike[Out_co, A], b: StepLike[Out_co, B], c: StepLike[Out_co, C], d: StepLike[Out_co, D], /
+    ) -> Builder[In, tuple[A, B, C, D]]: ...
+    @overload
+    def parallel(
+        self,
+        a: StepLike[Out_co, A],
+        b: StepLike[Out_co, B],
+        c: StepLike[Out_co, C],
+        d: StepLike[Out_co, D],
+        e: StepLike[Out_co, E],
+        /,
+    ) -> Builder[In, tuple[A, B, C, D, E]]: ...
+    @overload
+    def parallel(self, *steps: StepLike[Out_co, Any], id: str | None = None) -> Builder[In, tuple[Any, ...]]: ...
+    def parallel(self, *steps: StepLike[Out_co, Any], id: str | None = None) -> Builder[In, Any]:
+        """Run the steps concurrently on the same value; the output is a tuple in their order."""
+        if len(steps) < 2:
+            raise WorkflowDefinitionError(f"workflow '{self._id}': parallel() needs at least two steps")
+        tasks = tuple(_as_task(s, "parallel()") for s in steps)
+        output_type = tuple.__class_getitem__(tuple(t.output_type for t in tasks))
+        return self._with(ParallelNode(self._auto_id("parallel", id), tasks), output_type)  # type: ignore[no-any-return]
+
+    def branch(
+        self,
+        *cases: tuple[PredicateOn[Out_co], StepLike[Out_co, Next]],
+        default: StepLike[Out_co, Next] | None = None,
+        id: str | None = None,
+    ) -> Builder[In, Next]:
+        """Run the step of the first case whose predicate holds, else ``default``.
+
+        With no match and no default the run fails with a clear error.
+        """
+        if not cases:
+            raise WorkflowDefinitionError(f"workflow '{self._id}': branch() needs at least one (predicate, step)")
+        built: list[tuple[Callable[..., Any], Task]] = []
+        for case in cases:
+            if not (isinstance(case, tuple) and len(case) == 2 and callable(case[0])):
+                raise WorkflowDefinitionError(
+                    f"workflow '{self._id}': each branch case is a (predicate, step) pair, got {case!r}"
+                )
+            built.append((case[0], _as_task(case[1], "branch()")))
+        default_task = _as_task(default, "branch(default=...)") if default is not None else None
+        output_type = built[0][1].output_type
+        result: Builder[In, Next] = self._with(
+            BranchNode(self._auto_id("branch", id), tuple(built), default_task), output_type
+        )
+        return result
+
+    @overload
+    def map(
+        self, fn: Callable[[Out_co], Next], *, id: str | None = None, output: type[Next] | None = None
+    ) -> Builder[In, Next]: ...
+    @overload
+    def map(
+        self, fn: Callable[[Context, Out_co], Next], *, id: str | None = None, output: type[Next] | None = None
+    ) -> Builder[In, Next]: ...
+    def map(self, fn: Callable[..., Any], *, id: str | None = None, output: Any = None) -> Builder[In, Any]:
+        """A small transform between steps, checkpointed like a step.
+
+        The output type comes from ``output=`` or ``fn``'s return annotation;
+        without either the value is stored as plain JSON.
+        """
+        if not callable(fn):
+            raise WorkflowDefinitionError(f"workflow '{self._id}': map() takes a function, got {fn!r}")
+        name = getattr(fn, "__name__", "")
+        node_id_ = self._auto_id("map", id or (name if is_valid_id(name) else None))
+        output_type = output if output is not None else _return_type(fn)
+        node = MapNode(node_id_, fn, _takes_context(fn), Codec(output_type))
+        return self._with(node, output_type)  # type: ignore[no-any-return]
+
+    def foreach(
+        self: Builder[In, Sequence[X]], step: StepLike[X, Next], *, concurrency: int = 1
+    ) -> Builder[In, list[Next]]:
+        """Run ``step`` on every item of the current list; the output keeps the input order."""
+        if concurrency < 1:
+            raise WorkflowDefinitionError(f"workflow '{self._id}': foreach concurrency must be at least 1")
+        task = _as_task(step, "foreach()")
+        result: Builder[In, list[Next]] = self._with(
+            ForeachNode(task.id, task, concurrency), list.__class_getitem__(task.output_type)
+        )
+        return result
+
+    def dowhile(
+        self, step: StepLike[Out_co, Out_co], predicate: PredicateOn[Out_co], *, max_iterations: int = 1000
+    ) -> Builder[In, Out_co]:
+        """Run ``step`` repeatedly, each output feeding the next run, while ``predicate(output)`` holds."""
+        result: Builder[In, Out_co] = self._loop(step, predicate, until=False, max_iterations=max_iterations)
+        return result
+
+    def dountil(
+        self, step: StepLike[Out_co, Out_co], predicate: PredicateOn[Out_co], *, max_iterations: int = 1000
+    ) -> Builder[In, Out_co]:
+        """Run ``step`` repeatedly, each output feeding the next run, until ``predicate(output)`` holds."""
+        result: Builder[In, Out_co] = self._loop(step, predicate, until=True, max_iterations=max_iterations)
+        return result
+
+    def _loop(self, step: object, predicate: object, *, until: bool, max_iterations: int) -> Any:
+        task = _as_task(step, "dountil()" if until else "dowhile()")
+        if not callable(predicate):
+            raise WorkflowDefinitionError(f"workflow '{self._id}': the loop predicate must be a function")
+        if max_iterations < 1:
+            raise WorkflowDefinitionError(f"workflow '{self._id}': max_iterations must be at least 1")
+        return self._with(LoopNode(task.id, task, predicate, until, max_iterations), task.output_type)
+
+    def commit(self) -> Workflow[In, Out_co]:
+        """Freeze the builder into a runnable ``Workflow``; checks what types cannot."""
+        if not self._nodes:
+            raise WorkflowDefinitionError(f"workflow '{self._id}' has no steps: add one with .then(step)")
+        if self._declared_output is not None and not _fits(self._current_type, self._declared_output):
+            last = node_id(self._nodes[-1])
+            raise WorkflowDefinitionError(
+                f"workflow '{self._id}' declares output={type_name(self._declared_output)} but its last step "
+                f"'{last}' returns {type_name(self._current_type)}: change output= or add a step that converts it",
+                step_id=last,
+            )
+        output_type = self._current_type if self._declared_output is None else self._declared_output
+        output_codec: Codec[Any] = Codec(output_type)
+        return Workflow(
+            self._id,
+            version=self._version,
+            input_codec=self._input_codec,
+            output_codec=output_codec,
+            nodes=self._nodes,
+            description=self._description,
+        )
+
+
+def _fits(actual: Any, declared: Any) -> bool:
+    if actual is Any or declared is Any or actual == declared:
+        return True
+    if isinstance(actual, type) and isinstance(declared, type):
+        return issubclass(actual, declared)
+    return False
+
+
+def workflow(
+    id: str, *, input: type[In], output: type[Any] | None = None, version: str | None = None, description: str = ""
+) -> Builder[In, In]:
+    """Start building a workflow that takes ``input``; ``output`` is checked at ``commit()``.
+
+    ``version`` pins the version name; by default it is a hash of the plan.
+    """
+    if not is_valid_id(id):
+        raise WorkflowDefinitionError(
+            f"workflow id {id!r} is not valid: use letters, digits, '_', '-' or '.', starting with a letter or '_'"
+        )
+    return Builder(id, input_codec=Codec(input), declared_output=output, version=version, description=description)

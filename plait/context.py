@@ -24,8 +24,12 @@ class Context:
         self.step_id = step_id
         self.step_key = step_key
         self.attempt = attempt
-        self.log = logging.LoggerAdapter(_logger, {"run_id": execution.run_id, "step_id": step_id})
         self._cancelled = False
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger that tags lines with the run and step."""
+        return logging.LoggerAdapter(_logger, {"run_id": self.run_id, "step_id": self.step_id})
 
     @property
     def run_id(self) -> str:

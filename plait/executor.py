@@ -116,6 +116,10 @@ class RunExecution:
             elif row.status == "failed" and row.finished_at >= retried_at:
                 self._failed_attempts[row.step_key] = self._failed_attempts.get(row.step_key, 0) + 1
         self._attempts_seen = {row.step_key: row.attempt for row in steps}
+        last = workflow.nodes[-1]
+        # The last step's row is written in the run's final transaction: one commit fewer per run.
+        self._deferrable_key = last.task.id if isinstance(last, ThenNode) and isinstance(last.task, Step) else None
+        self.deferred_step: StepRow | None = None
 
     def mark_cancelled(self) -> None:
         self.cancelled = True
@@ -133,8 +137,10 @@ class RunExecution:
                 value = await self._run_node(node, value)
             output = self.workflow.output_codec.validate(value)
         except StepFailure as failure:
+            await self._flush_deferred()
             return "failed", None, failure.error
         except ValidationError as exc:
+            await self._flush_deferred()
             error = describe_error(
                 StepOutputInvalid(
                     f"run {self.run_id}: the workflow's result does not match its output type "
@@ -143,6 +149,11 @@ class RunExecution:
             )
             return "failed", None, error
         return "succeeded", output, None
+
+    async def _flush_deferred(self) -> None:
+        if self.deferred_step is not None:
+            row, self.deferred_step = self.deferred_step, None
+            await self.host.store.record_step(self.lease, row)
 
     # -- nodes ---------------------------------------------------------------
 
@@ -321,7 +332,17 @@ class RunExecution:
                     attempt += 1
                     continue
                 return await self._settle_failure(step, key, attempt, value, input_json, error, started)
-            await self._record(key, step.id, attempt, "succeeded", input_json, output_json, None, started)
+            await self._record(
+                key,
+                step.id,
+                attempt,
+                "succeeded",
+                input_json,
+                output_json,
+                None,
+                started,
+                defer=key == self._deferrable_key,
+            )
             self.outputs_by_step[step.id] = output_json
             return output
 
@@ -405,6 +426,8 @@ class RunExecution:
         output_json: str | None,
         error_json: str | None,
         started: float,
+        *,
+        defer: bool = False,
     ) -> None:
         row = StepRow(
             run_id=self.run_id,
@@ -418,7 +441,10 @@ class RunExecution:
             started_at=started,
             finished_at=self.host.clock.now().timestamp(),
         )
-        await self.host.store.record_step(self.lease, row)
+        if defer:
+            self.deferred_step = row
+        else:
+            await self.host.store.record_step(self.lease, row)
         if output_json is not None:
             self._resolved[key] = row
         self._attempts_seen[key] = attempt

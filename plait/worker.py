@@ -183,7 +183,7 @@ class Worker:
                     status, error = "failed", describe_error(exc)
             error_json = json.dumps(error) if error else None
             now = self.clock.now().timestamp()
-            await self.store.finish_run(lease, status, output_json, error_json, now, None)
+            await self.store.finish_run(lease, status, output_json, error_json, now, execution.deferred_step)
             final = replace(row, status=status, output=output_json, error=error_json, finished_at=now, owner=None)
         except RunCancelledSignal:
             final = await self.store.get_run(row.namespace, row.id)

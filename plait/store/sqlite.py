@@ -235,15 +235,15 @@ class SQLiteStore:
         return [StepRow(*row) for row in rows]
 
     @staticmethod
-    def _fence(conn: sqlite3.Connection, lease: Lease, now: float) -> None:
-        """Refuse the write unless this lease still holds the running run."""
-        cursor = conn.execute(
-            "UPDATE plait_runs SET updated_at = ? WHERE id = ? AND lease_token = ? AND status = 'running'",
-            (now, lease.run_id, lease.token),
-        )
-        if cursor.rowcount == 1:
-            return
+    def _fence(conn: sqlite3.Connection, lease: Lease) -> None:
+        """Refuse the write unless this lease still holds the running run.
+
+        A read is enough: the transaction holds the write lock, so nobody can
+        take the run over between this check and the commit.
+        """
         row = conn.execute("SELECT status, lease_token FROM plait_runs WHERE id = ?", (lease.run_id,)).fetchone()
+        if row is not None and row[0] == "running" and row[1] == lease.token:
+            return
         if row is not None and row[0] == "cancelled":
             raise RunCancelledSignal(lease.run_id)
         raise LeaseLost(
@@ -263,7 +263,7 @@ class SQLiteStore:
 
     async def record_step(self, lease: Lease, step: StepRow) -> None:
         def record(conn: sqlite3.Connection) -> None:
-            self._fence(conn, lease, step.finished_at)
+            self._fence(conn, lease)
             self._insert_step(conn, step)
 
         await self._write(record)
@@ -272,7 +272,7 @@ class SQLiteStore:
         self, lease: Lease, status: str, output: str | None, error: str | None, now: float, last_step: StepRow | None
     ) -> None:
         def finish(conn: sqlite3.Connection) -> None:
-            self._fence(conn, lease, now)
+            self._fence(conn, lease)
             if last_step is not None:
                 self._insert_step(conn, last_step)
             conn.execute(

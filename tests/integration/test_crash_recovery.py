@@ -1,0 +1,86 @@
+"""SIGKILL a real process mid-run; a new process on the same file finishes every run."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+APP = Path(__file__).with_name("crash_app.py")
+
+
+def spawn(db: Path, log: Path, mode: str, *run_ids: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(APP), str(db), str(log), mode, *run_ids],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        time.sleep(0.02)  # polling another process's progress, not waiting for a timer
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def log_counts(log: Path) -> collections.Counter[str]:
+    return collections.Counter(log.read_text().split()) if log.exists() else collections.Counter()
+
+
+def committed_steps(db: Path, run_id: str) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute(
+            "SELECT step_id FROM plait_steps WHERE run_id = ? AND status = 'succeeded' ORDER BY finished_at", (run_id,)
+        ).fetchall()
+    except sqlite3.OperationalError:  # the other process has not created the schema yet
+        return []
+    finally:
+        conn.close()
+    return [row[0] for row in rows]
+
+
+def finish_in_new_process(db: Path, log: Path, *run_ids: str) -> str:
+    survivor = spawn(db, log, "run", *run_ids)
+    out, err = survivor.communicate(timeout=60)
+    assert survivor.returncode == 0, err
+    return out
+
+
+@pytest.mark.parametrize("runs", [1, 3])
+def test_kill_inside_step_3_reruns_only_step_3(tmp_path: Path, runs: int) -> None:
+    db, log = tmp_path / "crash.db", tmp_path / "steps.log"
+    run_ids = [f"run-{i}" for i in range(runs)]
+    victim = spawn(db, log, "block_inside", *run_ids)
+    wait_until(lambda: log_counts(log)["s3"] == runs, "every run to enter step s3")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=10)
+
+    out = finish_in_new_process(db, log, *run_ids)
+    for run_id in run_ids:
+        assert f"{run_id} 5" in out
+        assert committed_steps(db, run_id) == ["s1", "s2", "s3", "s4", "s5"]
+    assert log_counts(log) == {"s1": runs, "s2": runs, "s3": 2 * runs, "s4": runs, "s5": runs}
+
+
+def test_kill_between_steps_repeats_nothing(tmp_path: Path) -> None:
+    db, log = tmp_path / "crash.db", tmp_path / "steps.log"
+    victim = spawn(db, log, "block_before", "run-x")
+    wait_until(lambda: db.exists() and committed_steps(db, "run-x") == ["s1", "s2"], "s2 to commit")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=10)
+
+    out = finish_in_new_process(db, log, "run-x")
+    assert "run-x 5" in out
+    assert log_counts(log) == {"s1": 1, "s2": 1, "s3": 1, "s4": 1, "s5": 1}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
 
 from plait.errors import WorkflowDefinitionError
@@ -209,7 +209,7 @@ class Builder(Generic[In, Out_co]):
         return self._with(node, output_type)  # type: ignore[no-any-return]
 
     def foreach(
-        self: Builder[In, Sequence[X]], step: StepLike[X, Next], *, concurrency: int = 1
+        self: Builder[In, list[X]], step: StepLike[X, Next], *, concurrency: int = 1
     ) -> Builder[In, list[Next]]:
         """Run ``step`` on every item of the current list; the output keeps the input order."""
         if concurrency < 1:

@@ -1,0 +1,108 @@
+"""The SQLite store on real files: migrations, fencing, locking."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from plait.errors import LeaseLost, RunCancelledSignal, StoreUnavailable
+from plait.store.base import Lease, NewRun, StepRow
+from plait.store.sqlite import SQLiteStore
+from plait.store.sqlite_schema import MIGRATIONS
+
+
+def new_run(run_id: str, owner: str | None = "me:1:1") -> NewRun:
+    return NewRun(
+        id=run_id, namespace="default", workflow_id="w", workflow_version="v", input="1",
+        created_at=1.0, ready_at=1.0, owner=owner, lease_expires_at=1e12 if owner else None,
+    )  # fmt: skip
+
+
+def step_row(run_id: str, key: str = "s", attempt: int = 1) -> StepRow:
+    return StepRow(run_id, key, key, attempt, "succeeded", "1", "2", None, 1.0, 2.0)
+
+
+def tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_migrations_from_empty_give_the_current_schema_once(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    store = SQLiteStore(str(path))
+    asyncio.run(store.migrate())
+    asyncio.run(store.migrate())
+    assert asyncio.run(store.schema_version()) == len(MIGRATIONS)
+    assert {"plait_schema", "plait_runs", "plait_steps"} <= tables(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM plait_schema").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_processes_migrating_together_migrate_once(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    code = (
+        "import asyncio, sys; from plait.store.sqlite import SQLiteStore; "
+        "asyncio.run(SQLiteStore(sys.argv[1]).migrate())"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE) for _ in range(5)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM plait_schema").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_commit_with_a_stale_lease_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SQLiteStore(str(tmp_path / "f.db"))
+        await store.migrate()
+        run, _ = await store.create_run(new_run("r1"))
+        stale = Lease("r1", run.lease_token)
+        await store.record_step(stale, step_row("r1", "a"))
+        await store.release_owners("default", ["me:1:1"])
+        claimed = await store.claim_runs("default", "other:2:2", ["w@v"], 5.0, 5.0, 1e12, 10)
+        assert [r.lease_token for r in claimed] == [run.lease_token + 1]
+        with pytest.raises(LeaseLost, match="taken over"):
+            await store.record_step(stale, step_row("r1", "b"))
+        with pytest.raises(LeaseLost):
+            await store.finish_run(stale, "succeeded", "1", None, 6.0, None)
+        assert [s.step_key for s in await store.load_steps("r1")] == ["a"]
+        row = await store.get_run("default", "r1")
+        assert row is not None and row.status == "running" and row.owner == "other:2:2"
+        await store.cancel_run("default", "r1", 7.0)
+        with pytest.raises(RunCancelledSignal):
+            await store.record_step(Lease("r1", claimed[0].lease_token), step_row("r1", "c"))
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_writer_waits_for_another_process_lock_then_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+
+    async def create(store: SQLiteStore, run_id: str) -> None:
+        await store.create_run(new_run(run_id, owner=None))
+
+    store = SQLiteStore(str(path), lock_timeout=0.5)
+    asyncio.run(store.migrate())
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(0.2, lambda: blocker.execute("COMMIT"))
+    released.start()
+    asyncio.run(create(store, "waited"))  # succeeds once the other writer commits
+    released.join()
+    blocker.execute("BEGIN IMMEDIATE")
+    store._conn.execute("PRAGMA busy_timeout=10")
+    with pytest.raises(StoreUnavailable, match="stayed locked"):
+        asyncio.run(create(store, "never"))
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert asyncio.run(store.get_run("default", "never")) is None
+    assert asyncio.run(store.get_run("default", "waited")) is not None

@@ -1,0 +1,47 @@
+"""The README's example and the examples/ scripts run as a user would run them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import plait
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(code_or_file: str | Path, cwd: Path) -> str:
+    args = (
+        [sys.executable, str(code_or_file)] if isinstance(code_or_file, Path) else [sys.executable, "-c", code_or_file]
+    )
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_readme_first_example_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert first_block is not None
+    out = run_python(first_block.group(1), tmp_path)
+    assert re.fullmatch(r"Welcome ada@example\.com! \(ref [0-9a-f]+:write_welcome\)", out.strip()), out
+    assert (tmp_path / "plait.db").exists()
+
+
+def test_quickstart_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "quickstart.py"
+    shutil.copy(ROOT / "examples" / "quickstart.py", script)
+    out = run_python(script, tmp_path)
+    assert "succeeded: ada@example.com" in out
+    assert "write_welcome" in out
+
+
+def test_console_script_reports_the_version() -> None:
+    exe = shutil.which("plait")
+    assert exe is not None, "the plait console script is not installed (pip install -e .)"
+    done = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0
+    assert done.stdout.strip() == plait.__version__

@@ -120,6 +120,7 @@ class RunExecution:
         # The last step's row is written in the run's final transaction: one commit fewer per run.
         self._deferrable_key = last.task.id if isinstance(last, ThenNode) and isinstance(last.task, Step) else None
         self.deferred_step: StepRow | None = None
+        self._last_output: tuple[Any, str, Any] | None = None
 
     def mark_cancelled(self) -> None:
         self.cancelled = True
@@ -303,16 +304,22 @@ class RunExecution:
 
     async def _run_step(self, step: Step[Any, Any], key: str, value: Any) -> Any:
         options = step.options
-        attempt = self._failed_attempts.get(key, 0) + 1
-        attempt = max(attempt, self._attempts_seen.get(key, 0) + 1)
         budget_used = self._failed_attempts.get(key, 0)
-        input_json: str | None = None
+        attempt = max(budget_used, self._attempts_seen.get(key, 0)) + 1
+        started = self.host.clock.now().timestamp()
+        try:
+            input_value = step.input_codec.validate(value)
+            input_json = self._input_json(step, input_value)
+        except ValidationError as exc:  # the previous step's output does not fit: retrying cannot help
+            error = describe_error(exc, step.id, attempt)
+            error["code"] = "input.invalid"
+            error["message"] = (
+                f"step '{step.id}' in run {self.run_id}: its input does not match {step.input_codec.type!r}; "
+                f"check the output of the step before it: {exc}"
+            )
+            return await self._settle_failure(step, key, attempt, value, None, error, started)
         while True:
-            started = self.host.clock.now().timestamp()
             try:
-                input_value = step.input_codec.validate(value)
-                if input_json is None:
-                    input_json = self._dump(step.input_codec, input_value, step.id)
                 output = await self._attempt(step, key, attempt, input_value)
                 output_json = self._dump(step.output_codec, output, step.id)
             except (asyncio.CancelledError, RunCancelledSignal):
@@ -320,31 +327,25 @@ class RunExecution:
             except Exception as exc:  # noqa: BLE001 - every failure of user code is recorded, not raised.
                 budget_used += 1
                 error = describe_error(exc, step.id, attempt)
-                if isinstance(exc, ValidationError) and input_json is None:
-                    error["code"] = "input.invalid"
-                    error["message"] = (
-                        f"step '{step.id}' in run {self.run_id}: its input does not match {step.input_codec.type!r}; "
-                        f"check the output of the step before it: {exc}"
-                    )
-                if options.retry.should_retry(exc, budget_used):
-                    await self._record(key, step.id, attempt, "failed", input_json, None, json.dumps(error), started)
-                    await self.host.clock.sleep(options.retry.delay_before(budget_used + 1))
-                    attempt += 1
-                    continue
-                return await self._settle_failure(step, key, attempt, value, input_json, error, started)
-            await self._record(
-                key,
-                step.id,
-                attempt,
-                "succeeded",
-                input_json,
-                output_json,
-                None,
-                started,
-                defer=key == self._deferrable_key,
-            )
+                if not options.retry.should_retry(exc, budget_used):
+                    return await self._settle_failure(step, key, attempt, value, input_json, error, started)
+                await self._record(key, step.id, attempt, "failed", input_json, None, json.dumps(error), started)
+                await self.host.clock.sleep(options.retry.delay_before(budget_used + 1))
+                attempt += 1
+                started = self.host.clock.now().timestamp()
+                continue
+            defer = key == self._deferrable_key
+            await self._record(key, step.id, attempt, "succeeded", input_json, output_json, None, started, defer=defer)
             self.outputs_by_step[step.id] = output_json
+            self._last_output = (output, output_json, step.output_codec.type)
             return output
+
+    def _input_json(self, step: Step[Any, Any], input_value: Any) -> str:
+        """The stored input; in a chain it is the previous output, already serialized."""
+        last = self._last_output
+        if last is not None and last[0] is input_value and last[2] is step.input_codec.type:
+            return last[1]
+        return self._dump(step.input_codec, input_value, step.id)
 
     async def _attempt(self, step: Step[Any, Any], key: str, attempt: int, input_value: Any) -> Any:
         ctx = Context(self, step.id, key, attempt)

@@ -308,6 +308,12 @@ class Engine:
             ) from exc
         if isinstance(input, BaseModel) and not isinstance(value, BaseModel):
             value = input
+        input_json = workflow.input_codec.dump(value)
+        if len(input_json) > self._worker.max_payload_bytes:
+            raise InputValidationError(
+                f"input for workflow '{workflow.id}' is {len(input_json)} bytes of JSON, over the "
+                f"{self._worker.max_payload_bytes}-byte payload limit: pass a reference to large data instead"
+            )
         now = self.clock.now().timestamp()
         delay_seconds = 0.0 if delay is None else to_seconds(delay)
         if delay_seconds < 0:
@@ -317,7 +323,7 @@ class Engine:
             namespace=self.namespace,
             workflow_id=workflow.id,
             workflow_version=workflow.version,
-            input=workflow.input_codec.dump(value),
+            input=input_json,
             created_at=now,
             ready_at=now + delay_seconds,
             idempotency_key=idempotency_key,

@@ -441,3 +441,33 @@ def test_workflow_as_object_or_id_and_duplicate_versions(engine: plait.Engine) -
     with pytest.raises(plait.DuplicateWorkflow):
         engine.register(other.commit())
     engine.register(greeting)  # the same object again is fine
+
+
+def test_oversized_input_is_refused_before_a_run_exists(db_url: str) -> None:
+    with plait.Engine(db_url, max_payload_bytes=100) as engine:
+        with pytest.raises(plait.InputValidationError, match="payload limit"):
+            engine.start(greeting, {"email": "x" * 200, "age": 1})
+        assert engine.list_runs().items == []
+
+
+def test_cancelling_a_parent_cancels_its_running_child(engine: plait.Engine) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    @plait.step
+    def wait_inside(x: int) -> int:
+        entered.set()
+        release.wait(10)
+        return x
+
+    child = plait.workflow("slow_child", input=int).then(wait_inside).commit()
+    parent = plait.workflow("parent_of_slow", input=int).then(child).commit()
+    run = engine.start(parent, 1)
+    assert entered.wait(10)
+    run.cancel()
+    release.set()
+    with pytest.raises(plait.RunCancelled):
+        run.result(timeout=10)
+    children = engine.list_runs(workflow="slow_child").items
+    assert [c.status for c in children] == [plait.RunStatus.CANCELLED]
+    assert children[0].parent_run_id == run.id

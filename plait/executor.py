@@ -26,7 +26,7 @@ from plait.errors import (
     StepTimeout,
 )
 from plait.payloads import Codec, PydanticSerializationError
-from plait.steps import Step
+from plait.steps import Step, takes_context
 from plait.store.base import Lease, RunRow, StepRow, Store
 from plait.workflow.graph import (
     BranchNode,
@@ -79,18 +79,6 @@ def describe_error(exc: BaseException, step_id: str | None = None, attempt: int 
 
 def call_with_optional_context(fn: Callable[..., Any], takes_context: bool, ctx: Context, value: Any) -> Any:
     return fn(ctx, value) if takes_context else fn(value)
-
-
-def _accepts_context(fn: Callable[..., Any]) -> bool:
-    try:
-        params = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
-    except (TypeError, ValueError):
-        return False
-    return len(params) == 2
 
 
 class RunExecution:
@@ -185,7 +173,7 @@ class RunExecution:
 
     def _predicate_holds(self, predicate: Callable[..., Any], value: Any, step_id: str) -> bool:
         ctx = Context(self, step_id, step_id, 1)
-        return bool(call_with_optional_context(predicate, _accepts_context(predicate), ctx, value))
+        return bool(call_with_optional_context(predicate, takes_context(predicate), ctx, value))
 
     async def _run_branch(self, node: BranchNode, value: Any) -> Any:
         options = [task for _, task in node.cases] + ([node.default] if node.default else [])

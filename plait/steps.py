@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import random
 import typing
@@ -169,13 +170,24 @@ def _is_context_annotation(annotation: Any) -> bool:
     return annotation is Context or annotation == "Context" or annotation == "plait.Context"
 
 
+def required_positional(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    """The positional parameters of ``fn`` without defaults ([] when it has no signature)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+
+
+@functools.cache
+def takes_context(fn: Callable[..., Any]) -> bool:
+    """Whether a predicate or map function takes ``(ctx, value)`` rather than ``(value)``."""
+    return len(required_positional(fn)) == 2
+
+
 def _signature_types(fn: Callable[..., Any], step_id: str) -> tuple[bool, Any, Any]:
     """(takes_context, input type, output type) read from ``fn``'s annotations."""
-    params = [
-        p
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
+    params = required_positional(fn)
     if len(params) not in (1, 2):
         raise WorkflowDefinitionError(
             f"step '{step_id}' must take (value) or (ctx, value); it takes {len(params)} required parameters",

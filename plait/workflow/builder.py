@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
 from plait.errors import WorkflowDefinitionError
 from plait.ids import is_valid_id
 from plait.payloads import Codec, type_name
-from plait.steps import Step
+from plait.steps import Step, takes_context
 from plait.workflow.graph import (
     BranchNode,
     ChildTask,
@@ -55,18 +54,6 @@ def _as_task(item: object, where: str) -> Task:
     raise WorkflowDefinitionError(
         f"{where} expects a step (made with @plait.step) or a committed workflow, got {item!r}"
     )
-
-
-def _takes_context(fn: Callable[..., Any]) -> bool:
-    try:
-        params = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
-    except (TypeError, ValueError):
-        return False
-    return len(params) == 2
 
 
 def _return_type(fn: Callable[..., Any]) -> Any:
@@ -205,7 +192,7 @@ class Builder(Generic[In, Out_co]):
         name = getattr(fn, "__name__", "")
         node_id_ = self._auto_id("map", id or (name if is_valid_id(name) else None))
         output_type = output if output is not None else _return_type(fn)
-        node = MapNode(node_id_, fn, _takes_context(fn), Codec(output_type))
+        node = MapNode(node_id_, fn, takes_context(fn), Codec(output_type))
         return self._with(node, output_type)  # type: ignore[no-any-return]
 
     def foreach(

@@ -21,12 +21,14 @@ from plait.errors import (
     WorkflowNotFound,
 )
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord
-from plait.steps import Retry, Step, create_step, step
+from plait.steps import Retry, Step, approval, create_step, step
+from plait.waiting import Approval, Poll
 from plait.workflow import Builder, ChildTask, Workflow, workflow
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Approval",
     "Builder",
     "ChildTask",
     "Clock",
@@ -38,6 +40,7 @@ __all__ = [
     "LeaseLost",
     "Page",
     "PlaitError",
+    "Poll",
     "Retry",
     "Run",
     "RunCancelled",
@@ -57,6 +60,7 @@ __all__ = [
     "WorkflowDefinitionError",
     "WorkflowNotFound",
     "__version__",
+    "approval",
     "create_step",
     "step",
     "workflow",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from plait.errors import RunStateError
+from plait.waiting import SuspendRequest
 
 if TYPE_CHECKING:
     from plait.executor import RunExecution
@@ -25,6 +26,8 @@ class Context:
         self.step_key = step_key
         self.attempt = attempt
         self._cancelled = False
+        self.resume_data: Any = None
+        """The data passed to ``run.resume`` when this attempt continues a suspension, else None."""
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -63,6 +66,14 @@ class Context:
             )
         value: O = step.output_codec.load(self._execution.outputs_by_step[step.id])
         return value
+
+    def suspend(self, payload: Any = None) -> NoReturn:
+        """Park the run (status ``suspended``) until ``run.resume(step_id, data)``.
+
+        ``payload`` (JSON-able) tells whoever resumes what is needed. The step
+        then runs again from the top with ``ctx.resume_data`` set to the data.
+        """
+        raise SuspendRequest(payload)
 
     def mark_cancelled(self) -> None:
         self._cancelled = True

@@ -12,22 +12,25 @@ import inspect
 import json
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any, NoReturn, Protocol
 
 from pydantic import ValidationError
 
 from plait.clock import Clock
 from plait.context import Context
 from plait.errors import (
+    EventTimeout,
     PlaitError,
     RunCancelledSignal,
     StepFailed,
     StepOutputInvalid,
     StepTimeout,
 )
-from plait.payloads import Codec, PydanticSerializationError
+from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable
 from plait.steps import Step, takes_context
-from plait.store.base import Lease, RunRow, StepRow, Store
+from plait.store.base import FOREVER, Lease, Park, RunRow, StepRow, Store, WaitRow
+from plait.waiting import Poll, SuspendRequest, approval_event, resume_event
 from plait.workflow.graph import (
     BranchNode,
     ChildTask,
@@ -36,8 +39,10 @@ from plait.workflow.graph import (
     MapNode,
     Node,
     ParallelNode,
+    SleepNode,
     Task,
     ThenNode,
+    WaitNode,
     Workflow,
 )
 
@@ -54,6 +59,17 @@ class RunHost(Protocol):
     ) -> RunRow:
         """Create (or find) the child run, see it to its end, and return its final row."""
         ...
+
+
+class ParkSignal(BaseException):
+    """Internal: the run must wait; unwinds the execution so the worker can park it.
+
+    A BaseException so that a step's ``except Exception`` cannot swallow it.
+    """
+
+    def __init__(self, park: Park) -> None:
+        super().__init__(park.status)
+        self.park = park
 
 
 class StepFailure(Exception):
@@ -84,8 +100,16 @@ def call_with_optional_context(fn: Callable[..., Any], takes_context: bool, ctx:
 class RunExecution:
     """The in-memory progress of one run held by this worker."""
 
-    def __init__(self, host: RunHost, run: RunRow, workflow: Workflow[Any, Any], steps: list[StepRow]) -> None:
+    def __init__(
+        self,
+        host: RunHost,
+        run: RunRow,
+        workflow: Workflow[Any, Any],
+        steps: list[StepRow],
+        waits: list[WaitRow] | None = None,
+    ) -> None:
         self.host = host
+        self.waits = {wait.step_key: wait for wait in waits or []}
         self.run = run
         self.workflow = workflow
         self.lease = Lease(run.id, run.lease_token)
@@ -158,18 +182,36 @@ class RunExecution:
             return await self._run_map(node, value)
         if isinstance(node, ForeachNode):
             return await self._run_foreach(node, value)
+        if isinstance(node, SleepNode):
+            return await self._run_sleep(node, value)
+        if isinstance(node, WaitNode):
+            return await self._run_wait(node)
         return await self._run_loop(node, value)
 
     async def _gather(self, coros: list[Awaitable[Any]]) -> list[Any]:
-        """Run concurrently; the first failure cancels the siblings (their finished steps stay committed)."""
+        """Run concurrently; the first failure cancels the siblings (their finished steps stay committed).
+
+        When some branches must wait, the others run on until they finish or
+        wait too; then the run parks until the earliest of their wake-ups.
+        """
         tasks = [asyncio.ensure_future(c) for c in coros]
         try:
-            return list(await asyncio.gather(*tasks))
+            pending: set[asyncio.Future[Any]] = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    error = task.exception()
+                    if error is not None and not isinstance(error, ParkSignal):
+                        raise error
         except BaseException:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        parks = [e.park for t in tasks if isinstance(e := t.exception(), ParkSignal)]
+        if parks:
+            raise ParkSignal(min(parks, key=lambda park: park.ready_at))
+        return [task.result() for task in tasks]
 
     def _predicate_holds(self, predicate: Callable[..., Any], value: Any, step_id: str) -> bool:
         ctx = Context(self, step_id, step_id, 1)
@@ -253,6 +295,84 @@ class RunExecution:
             )
         )
 
+    # -- waiting -------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.host.clock.now().timestamp()
+
+    def _park(self, status: str, ready_at: float, wait: WaitRow | None, info: dict[str, Any], **extra: Any) -> NoReturn:
+        raise ParkSignal(Park(status, ready_at, wait, json.dumps(info, default=str), **extra))
+
+    async def _run_sleep(self, node: SleepNode, value: Any) -> Any:
+        now = self._now()
+        wait = self.waits.get(node.id)
+        if wait is None:
+            if node.seconds is not None:
+                wake_at = now + node.seconds
+            elif node.until is not None:
+                wake_at = node.until.timestamp()
+            else:
+                assert node.until_fn is not None
+                ctx = Context(self, node.id, node.id, 1)
+                when = call_with_optional_context(node.until_fn, takes_context(node.until_fn), ctx, value)
+                wake_at = when.timestamp()
+            if wake_at <= now:
+                return value
+            wait = WaitRow(self.run_id, node.id, "sleep", wake_at, None, None, None, now)
+        if wait.wake_at is not None and wait.wake_at > now:
+            self._park("waiting", wait.wake_at, wait, {"kind": "sleep", "step_id": node.id, "wake_at": wait.wake_at})
+        return value
+
+    async def _run_wait(self, node: WaitNode) -> Any:
+        if node.id in self._resolved:
+            return node.codec.load(self._resolved[node.id].output or "null")
+        payload = await self._take_event(node.event, node.id, node.id)
+        if payload is not None:
+            return node.codec.load(payload)
+        now = self._now()
+        wait = self.waits.get(node.id) or WaitRow(
+            self.run_id, node.id, "event", None, None if node.timeout is None else now + node.timeout, node.event,
+            None, now,
+        )  # fmt: skip
+        if wait.deadline is not None and now >= wait.deadline:
+            if node.has_default:
+                output = node.codec.dump(node.default) if node.default is not None else "null"
+                await self._record(node.id, node.id, 1, "succeeded", None, output, None, now)
+                return node.default
+            message = (
+                f"run {self.run_id} waited for event '{node.event}' at '{node.id}' until its timeout "
+                f"({node.timeout:g}s) and none came; send it sooner, or give wait_for_event a default="
+            )
+            raise StepFailure(describe_error(EventTimeout(message), node.id, 1))
+        info = {"kind": "event", "step_id": node.id, "event": node.event, "deadline": wait.deadline}
+        self._park("waiting", wait.deadline or FOREVER, wait, info, wake_on=node.event)
+
+    async def _take_event(self, name: str, key: str, step_id: str) -> str | None:
+        """Consume the oldest waiting event ``name`` and checkpoint it as the output at ``key``."""
+        now = self._now()
+        record = StepRow(self.run_id, key, step_id, 1, "succeeded", None, None, None, now, now)
+        payload = await self.host.store.consume_event(self.lease, name, key, record)
+        if payload is not None:
+            self._resolved[key] = replace(record, output=payload)
+            self.outputs_by_step[step_id] = payload
+        return payload
+
+    async def _run_approval(self, step: Step[Any, Any], key: str) -> Any:
+        payload = await self._take_event(approval_event(step.id), key, step.id)
+        if payload is not None:
+            return step.output_codec.load(payload)
+        now = self._now()
+        timeout = step.options.timeout
+        wait = self.waits.get(key) or WaitRow(
+            self.run_id, key, "event", None, None if timeout is None else now + timeout, approval_event(step.id),
+            None, now,
+        )  # fmt: skip
+        if wait.deadline is not None and now >= wait.deadline:
+            message = f"approval '{step.id}' in run {self.run_id} got no decision within {timeout:g}s"
+            raise StepFailure(describe_error(EventTimeout(message), step.id, 1))
+        info = {"kind": "approval", "step_id": step.id, "deadline": wait.deadline}
+        self._park("waiting", wait.deadline or FOREVER, wait, info, wake_on=approval_event(step.id))
+
     # -- tasks ---------------------------------------------------------------
 
     async def _run_task(self, task: Task, key: str, value: Any) -> Any:
@@ -275,6 +395,9 @@ class RunExecution:
             raise StepFailure(error) from exc
         input_json = workflow.input_codec.dump(child_input)
         child = await self.host.run_child(self.run, key, f"{self.run_id}.{key}", workflow, input_json)
+        if not child.is_terminal:  # it waits or runs elsewhere: its end wakes this run
+            info = {"kind": "child", "step_id": task.id, "child_run_id": child.id}
+            self._park("waiting", FOREVER, None, info, wake_if_done=child.id)
         if child.status == "succeeded":
             output = workflow.output_codec.load(child.output or "null")
             await self._record(key, task.id, 1, "succeeded", input_json, child.output, None, started)
@@ -291,6 +414,8 @@ class RunExecution:
         raise StepFailure(error)
 
     async def _run_step(self, step: Step[Any, Any], key: str, value: Any) -> Any:
+        if step.approval_codec is not None:
+            return await self._run_approval(step, key)
         options = step.options
         budget_used = self._failed_attempts.get(key, 0)
         attempt = max(budget_used, self._attempts_seen.get(key, 0)) + 1
@@ -337,13 +462,24 @@ class RunExecution:
 
     async def _attempt(self, step: Step[Any, Any], key: str, attempt: int, input_value: Any) -> Any:
         ctx = Context(self, step.id, key, attempt)
+        wait = self.waits.get(key)
+        polling = wait is not None and wait.kind == "poll"
+        if wait is not None and wait.kind == "resume":
+            data = await self.host.store.peek_event(self.run_id, resume_event(key))
+            if data is not None:
+                ctx.resume_data = step.resume_codec.load(data) if step.resume_codec else json.loads(data)
         self._contexts.add(ctx)
         try:
+            call = (
+                step.invoke_check(ctx, json.loads(wait.state or "null"))
+                if polling and wait
+                else step.invoke(ctx, input_value)
+            )
             if step.options.timeout is None:
-                raw = await step.invoke(ctx, input_value)
+                raw = await call
             else:
                 try:
-                    raw = await asyncio.wait_for(step.invoke(ctx, input_value), step.options.timeout)
+                    raw = await asyncio.wait_for(call, step.options.timeout)
                 except TimeoutError as exc:
                     ctx.mark_cancelled()
                     raise StepTimeout(
@@ -352,8 +488,15 @@ class RunExecution:
                         step_id=step.id,
                         attempt=attempt,
                     ) from exc
+        except SuspendRequest as request:
+            payload = jsonable(request.payload)
+            resume = WaitRow(self.run_id, key, "resume", None, None, None, dump_any(payload), self._now())
+            info = {"kind": "suspended", "step_id": step.id, "key": key, "payload": payload}
+            self._park("suspended", FOREVER, resume, info, clear_events=resume_event(key))
         finally:
             self._contexts.discard(ctx)
+        if isinstance(raw, Poll):
+            self._park_poll(step, key, raw, wait if polling else None)
         try:
             return step.output_codec.validate(raw)
         except ValidationError as exc:
@@ -364,6 +507,25 @@ class RunExecution:
                 step_id=step.id,
                 attempt=attempt,
             ) from exc
+
+    def _park_poll(self, step: Step[Any, Any], key: str, poll: Poll[Any], previous: WaitRow | None) -> None:
+        """Schedule the next ``check``; fail once ``max_wait`` has passed."""
+        now = self._now()
+        if previous is not None:
+            deadline = previous.deadline
+        else:
+            max_wait = poll.max_wait_seconds
+            deadline = None if max_wait is None else now + max_wait
+        if deadline is not None and now >= deadline:
+            raise StepTimeout(
+                f"step '{step.id}' in run {self.run_id} was still not done when its Poll max_wait ran out",
+                step_id=step.id,
+            )
+        wake_at = now + poll.every_seconds
+        if deadline is not None:
+            wake_at = min(wake_at, deadline)
+        wait = WaitRow(self.run_id, key, "poll", wake_at, deadline, None, dump_any(poll.state), now)
+        self._park("waiting", wake_at, wait, {"kind": "poll", "step_id": step.id, "key": key, "next_check": wake_at})
 
     async def _settle_failure(
         self,

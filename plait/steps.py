@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import random
+import types
 import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
@@ -16,12 +17,14 @@ from plait.clock import to_seconds
 from plait.errors import WorkflowDefinitionError
 from plait.ids import is_valid_id
 from plait.payloads import Codec
+from plait.waiting import Approval, Poll
 
 if TYPE_CHECKING:
     from plait.context import Context
 
 In_contra = TypeVar("In_contra", contravariant=True)
 Out_co = TypeVar("Out_co", covariant=True)
+O_co = TypeVar("O_co", covariant=True)
 I = TypeVar("I")  # noqa: E741 - reads as "input" in signatures
 O = TypeVar("O")  # noqa: E741 - reads as "output" in signatures
 
@@ -95,6 +98,12 @@ class Step(Generic[In_contra, Out_co]):
     output_codec: Codec[Any]
     takes_context: bool
     is_async: bool = field(default=False)
+    # A step that returned Poll(state) is checked with check([ctx,] state) until done.
+    check: Callable[..., Any] | None = None
+    # Data passed to run.resume(...) after ctx.suspend(...) is validated by this.
+    resume_codec: Codec[Any] | None = None
+    # Set on approval steps: the schema of the approver's data; the function never runs.
+    approval_codec: Codec[Any] | None = None
 
     @property
     def id(self) -> str:
@@ -137,16 +146,33 @@ class Step(Generic[In_contra, Out_co]):
 
     async def invoke(self, ctx: Context, value: Any) -> Any:
         """Run the function once; sync functions run in a worker thread."""
-        args = (ctx, value) if self.takes_context else (value,)
-        if self.is_async:
-            return await self.fn(*args)
-        result = await asyncio.get_running_loop().run_in_executor(None, lambda: self.fn(*args))
-        if inspect.isawaitable(result):  # a plain callable that returned a coroutine
-            return await result
-        return result
+        return await call_user_function(self.fn, self.takes_context, self.is_async, ctx, value)
 
     def __repr__(self) -> str:
         return f"Step({self.id!r})"
+
+    async def invoke_check(self, ctx: Context, state: Any) -> Any:
+        """Run ``check`` once for a step that returned ``Poll``."""
+        if self.check is None:
+            raise WorkflowDefinitionError(
+                f"step '{self.id}' returned plait.Poll but has no check: declare @plait.step(check=fn)",
+                step_id=self.id,
+            )
+        is_async = inspect.iscoroutinefunction(self.check)
+        return await call_user_function(self.check, takes_context(self.check), is_async, ctx, state)
+
+
+async def call_user_function(
+    fn: Callable[..., Any], with_context: bool, is_async: bool, ctx: Context, value: Any
+) -> Any:
+    """Call ``fn(value)`` or ``fn(ctx, value)``; sync functions run in the loop's thread pool."""
+    args = (ctx, value) if with_context else (value,)
+    if is_async:
+        return await fn(*args)
+    result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args))
+    if inspect.isawaitable(result):  # a plain callable that returned a coroutine
+        return await result
+    return result
 
 
 def _check_options(options: StepOptions) -> None:
@@ -216,6 +242,15 @@ class _Missing:
     pass
 
 
+class PollStepDecorator(Protocol[O_co]):
+    """What ``@plait.step(check=...)`` returns: the step's output type is the check's."""
+
+    @overload
+    def __call__(self, fn: Callable[[Context, I], Any], /) -> Step[I, O_co]: ...
+    @overload
+    def __call__(self, fn: Callable[[I], Any], /) -> Step[I, O_co]: ...
+
+
 class StepDecorator(Protocol):
     """What ``@plait.step(...)`` with options returns."""
 
@@ -240,12 +275,28 @@ def step(fn: Callable[[I], O], /) -> Step[I, O]: ...
 @overload
 def step(
     *,
+    check: Callable[[Context, Any], Coroutine[Any, Any, O | Poll[Any]]]
+    | Callable[[Context, Any], O | Poll[Any]]
+    | Callable[[Any], Coroutine[Any, Any, O | Poll[Any]]]
+    | Callable[[Any], O | Poll[Any]],
     id: str | None = None,
     description: str | None = None,
     retry: Retry | None = None,
     timeout: Duration | None = None,
     on_error: OnError = "fail",
     queue: str | None = None,
+    resume_schema: Any = None,
+) -> PollStepDecorator[O]: ...
+@overload
+def step(
+    *,
+    id: str | None = None,
+    description: str | None = None,
+    retry: Retry | None = None,
+    timeout: Duration | None = None,
+    on_error: OnError = "fail",
+    queue: str | None = None,
+    resume_schema: Any = None,
 ) -> StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -257,19 +308,28 @@ def step(
     timeout: Duration | None = None,
     on_error: OnError = "fail",
     queue: str | None = None,
+    resume_schema: Any = None,
+    check: Callable[..., Any] | None = None,
 ) -> Any:
     """Turn ``fn(value)`` or ``fn(ctx, value)`` into a durable ``Step``.
 
     Input and output types come from the annotations. Use bare (``@step``) or
-    with options (``@step(retry=Retry(5), timeout=30)``).
+    with options (``@step(retry=Retry(5), timeout=30)``). ``check`` makes a
+    long-polling step: the function returns ``plait.Poll(state, every=...)``
+    and ``check(state)`` is called durably until it returns the output (its
+    return annotation, without ``Poll``, is the step's output type).
+    ``resume_schema`` validates the data given to ``run.resume`` after
+    ``ctx.suspend``.
     """
 
     def build(func: Callable[..., Any]) -> Step[Any, Any]:
         step_id: str = id or str(getattr(func, "__name__", ""))
-        takes_context, input_type, output_type = _signature_types(func, step_id)
+        takes_ctx, input_type, output_type = _signature_types(func, step_id)
         if inspect.iscoroutinefunction(func) and output_type is not Any:
             output_type = _unwrap_awaitable(output_type)
-        return _make_step(
+        if check is not None:
+            output_type = _without_poll(_return_annotation(check))
+        made = _make_step(
             func,
             StepOptions(
                 id=step_id,
@@ -281,12 +341,30 @@ def step(
             ),
             input_type,
             output_type,
-            takes_context,
+            takes_ctx,
         )
+        resume_codec: Codec[Any] | None = None if resume_schema is None else Codec(resume_schema)
+        return replace(made, check=check, resume_codec=resume_codec)
 
     if fn is not None:
         return build(fn)
     return build
+
+
+def _return_annotation(fn: Callable[..., Any]) -> Any:
+    try:
+        annotation = typing.get_type_hints(fn).get("return", Any)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: the output is untyped JSON.
+        return Any
+    return _unwrap_awaitable(annotation) if inspect.iscoroutinefunction(fn) else annotation
+
+
+def _without_poll(annotation: Any) -> Any:
+    """``Result | Poll[S]`` -> ``Result``: what a check finally returns."""
+    args = [a for a in typing.get_args(annotation) if a is not Poll and typing.get_origin(a) is not Poll]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and args:
+        return args[0] if len(args) == 1 else typing.Union[tuple(args)]  # noqa: UP007
+    return annotation
 
 
 def _unwrap_awaitable(annotation: Any) -> Any:
@@ -340,3 +418,25 @@ def create_step(
         queue=queue,
     )
     return _make_step(execute, options, input, output, takes_context=True)
+
+
+def approval(
+    id: str, *, schema: type[O], timeout: Duration | None = None, description: str = ""
+) -> Step[Any, Approval[O]]:
+    """A step that parks the run until ``run.approve(id, data)`` or ``run.reject(id, reason)``.
+
+    Its output is ``plait.Approval[schema]``: branch on ``.approved``. With
+    ``timeout`` the step fails with EventTimeout when nobody decides in time.
+    """
+
+    def never_called(value: Any) -> Any:
+        raise AssertionError("approval steps are resolved by run.approve/run.reject")
+
+    made = _make_step(
+        never_called,
+        StepOptions(id=id, description=description, timeout=None if timeout is None else to_seconds(timeout)),
+        Any,
+        Approval[schema],  # type: ignore[valid-type]
+        takes_context=False,
+    )
+    return replace(made, approval_codec=Codec(schema))

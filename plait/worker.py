@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -13,7 +12,7 @@ from typing import Any
 
 from plait.clock import Clock, wall_seconds
 from plait.errors import LeaseLost, RunCancelledSignal, RunNotFound, StoreUnavailable
-from plait.executor import RunExecution, describe_error
+from plait.executor import ParkSignal, RunExecution, describe_error
 from plait.ids import is_owner_alive, process_owner
 from plait.store.base import Lease, NewRun, RunRow, Store
 from plait.workflow.graph import Workflow
@@ -109,9 +108,24 @@ class Worker:
                     await self.recover_dead_owners()
             except StoreUnavailable as exc:
                 log.warning("plait worker %s: store unavailable, retrying: %s", self.owner, exc)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Sleep until woken, the next parked run is due, or the poll interval passes."""
+        self._wake.clear()
+        now = self.clock.now().timestamp()
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        try:
+            due = await self.store.next_ready_at(self.namespace, now)
+        except StoreUnavailable:
+            due = None
+        if due is not None:
+            waiters.append(asyncio.ensure_future(self.clock.sleep(due - now)))
+        try:
+            await asyncio.wait(waiters, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def _claim_batch(self) -> int:
         capacity = self._concurrency - len(self._active)
@@ -172,7 +186,8 @@ class Worker:
                 await self.store.release_run(lease, self.clock.now().timestamp())
                 return
             steps = [] if fresh else await self.store.load_steps(row.id)
-            execution = RunExecution(self, row, workflow, steps)
+            waits = [] if fresh else await self.store.load_waits(row.id)
+            execution = RunExecution(self, row, workflow, steps, waits)
             self._active[row.id] = (self._active[row.id][0], execution)
             status, output, error = await execution.execute()
             output_json = None
@@ -185,6 +200,8 @@ class Worker:
             now = self.clock.now().timestamp()
             await self.store.finish_run(lease, status, output_json, error_json, now, execution.deferred_step)
             final = replace(row, status=status, output=output_json, error=error_json, finished_at=now, owner=None)
+        except ParkSignal as signal:
+            await self.store.park_run(lease, signal.park, self.clock.now().timestamp())
         except RunCancelledSignal:
             final = await self.store.get_run(row.namespace, row.id)
         except LeaseLost as exc:
@@ -236,7 +253,12 @@ class Worker:
             return row
         if created:
             self.adopt(row, fresh=True)
-        return await self.wait_for_terminal(row.namespace, row.id, None)
+        local = self._active.get(row.id)
+        if local is None:
+            return row
+        # Shielded: the child is its own run; cancelling the parent's task must not kill it.
+        await asyncio.wait([asyncio.shield(local[0])])
+        return await self.store.get_run(row.namespace, row.id) or row
 
     # -- waiting for results -------------------------------------------------
 

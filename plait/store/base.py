@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+# Statuses a worker may claim once ready_at is due ("running" only when its lease expired).
+CLAIMABLE_STATUSES = ("pending", "running", "waiting")
+# ready_at of a run that waits with no deadline: only an event or a resume wakes it.
+FOREVER = 1e18
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class RunRow:
     retried_at: float | None
     owner: str | None
     lease_token: int
+    wait_info: str | None
 
     @property
     def is_terminal(self) -> bool:
@@ -54,6 +59,39 @@ class StepRow:
     error: str | None
     started_at: float
     finished_at: float
+
+
+@dataclass(frozen=True)
+class WaitRow:
+    """Why and until when a step of a parked run waits; kept so replays see the same deadline."""
+
+    run_id: str
+    step_key: str
+    kind: str  # "sleep" | "event" | "poll" | "resume"
+    wake_at: float | None
+    deadline: float | None
+    event_name: str | None
+    state: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Park:
+    """Park a run: no lease, no coroutine, just a row until ``ready_at`` or an event.
+
+    ``status`` is "waiting" or "suspended". The run stays ready at once if it
+    raced what it waits for: an event ``wake_on`` already in its inbox, or the
+    child run ``wake_if_done`` already finished. ``clear_events`` drops used
+    events of that name (a suspended step's previous resume data).
+    """
+
+    status: str
+    ready_at: float
+    wait: WaitRow | None
+    wait_info: str
+    wake_on: str | None = None
+    wake_if_done: str | None = None
+    clear_events: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +196,34 @@ class Store(Protocol):
 
     async def fork_run(self, run: NewRun, source_run_id: str, step_keys: list[str]) -> RunRow:
         """Create ``run`` with copies of the source run's resolved steps at ``step_keys``, atomically."""
+        ...
+
+    async def load_waits(self, run_id: str) -> list[WaitRow]: ...
+
+    async def park_run(self, lease: Lease, park: Park, now: float) -> None:
+        """Release the run until ``park.ready_at`` (fenced), saving its wait row."""
+        ...
+
+    async def consume_event(self, lease: Lease, name: str, step_key: str, record: StepRow | None) -> str | None:
+        """Take the oldest unconsumed event ``name`` (its payload), recording ``record`` with it as output."""
+        ...
+
+    async def peek_event(self, run_id: str, name: str) -> str | None:
+        """The newest unconsumed event ``name``'s payload, left in place."""
+        ...
+
+    async def send_event(
+        self, namespace: str, run_id: str, name: str, payload: str, event_id: str | None, now: float, wakes: str
+    ) -> tuple[str | None, bool]:
+        """Put an event in the run's inbox and wake the run if its status is ``wakes``.
+
+        Returns (the run's status or None if missing, whether the event was new).
+        Nothing is stored for a finished run or a repeated ``event_id``.
+        """
+        ...
+
+    async def next_ready_at(self, namespace: str, now: float) -> float | None:
+        """When the next parked run is due (None if none)."""
         ...
 
     async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:

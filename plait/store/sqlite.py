@@ -11,11 +11,22 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from plait.errors import LeaseLost, RunCancelledSignal, StoreUnavailable
-from plait.store.base import TERMINAL_STATUSES, Lease, NewRun, RunFilter, RunRow, StepRow
+from plait.store.base import (
+    CLAIMABLE_STATUSES,
+    TERMINAL_STATUSES,
+    Lease,
+    NewRun,
+    Park,
+    RunFilter,
+    RunRow,
+    StepRow,
+    WaitRow,
+)
 from plait.store.sqlite_schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -25,10 +36,12 @@ Durability = Literal["full", "normal"]
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
-    "ready_at, retried_at, owner, lease_token"
+    "ready_at, retried_at, owner, lease_token, wait_info"
 )
+WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 _TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
+_CLAIMABLE_SQL = "(" + ", ".join(f"'{s}'" for s in CLAIMABLE_STATUSES) + ")"
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -154,7 +167,7 @@ class SQLiteStore:
             clauses.append("status = ?")
             params.append(where.status)
         if where.waiting_for_version:
-            clauses.append("status = 'pending' AND status_message IS NOT NULL")
+            clauses.append("status IN ('pending', 'waiting') AND status_message IS NOT NULL")
         if where.parent_run_id is not None:
             clauses.append("parent_run_id = ?")
             params.append(where.parent_run_id)
@@ -174,8 +187,8 @@ class SQLiteStore:
             rows = conn.execute(
                 f"UPDATE plait_runs SET status = 'running', owner = ?, lease_expires_at = ?, "
                 "lease_token = lease_token + 1, started_at = coalesce(started_at, ?), status_message = NULL, "
-                "updated_at = ? "
-                "WHERE id IN (SELECT id FROM plait_runs WHERE namespace = ? AND status IN ('pending', 'running') "
+                "wait_info = NULL, updated_at = ? "
+                f"WHERE id IN (SELECT id FROM plait_runs WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} "
                 "AND ready_at <= ? AND (owner IS NULL OR lease_expires_at < ?) "
                 "AND workflow_id || '@' || workflow_version IN (SELECT value FROM json_each(?)) "
                 "ORDER BY priority DESC, ready_at, id LIMIT ?) "
@@ -189,7 +202,7 @@ class SQLiteStore:
         # A plain read first: an idle poll must not take the write lock that
         # other processes need for their commits.
         ready = self._read(
-            "SELECT 1 FROM plait_runs WHERE namespace = ? AND status IN ('pending', 'running') AND ready_at <= ? "
+            f"SELECT 1 FROM plait_runs WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} AND ready_at <= ? "
             "AND (owner IS NULL OR lease_expires_at < ?) LIMIT 1",
             (namespace, now, wall_now),
         )
@@ -277,8 +290,14 @@ class SQLiteStore:
                 self._insert_step(conn, last_step)
             conn.execute(
                 "UPDATE plait_runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, "
-                "owner = NULL, lease_expires_at = NULL WHERE id = ?",
+                "owner = NULL, lease_expires_at = NULL, wait_info = NULL WHERE id = ?",
                 (status, output, error, now, now, lease.run_id),
+            )
+            # A parent parked on this child run continues now.
+            conn.execute(
+                "UPDATE plait_runs SET ready_at = ? WHERE status = 'waiting' "
+                "AND id = (SELECT parent_run_id FROM plait_runs WHERE id = ?)",
+                (now, lease.run_id),
             )
 
         await self._write(finish)
@@ -338,12 +357,104 @@ class SQLiteStore:
 
         return await self._write(fork)
 
+    async def load_waits(self, run_id: str) -> list[WaitRow]:
+        rows = self._read(f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE run_id = ?", (run_id,))
+        return [WaitRow(*row) for row in rows]
+
+    async def park_run(self, lease: Lease, park: Park, now: float) -> None:
+        def do_park(conn: sqlite3.Connection) -> None:
+            self._fence(conn, lease)
+            if park.wait is not None:
+                wait = park.wait
+                conn.execute(
+                    f"INSERT OR REPLACE INTO plait_waits ({WAIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        wait.run_id, wait.step_key, wait.kind, wait.wake_at, wait.deadline, wait.event_name,
+                        wait.state, wait.created_at,
+                    ),
+                )  # fmt: skip
+            if park.clear_events is not None:
+                conn.execute("DELETE FROM plait_inbox WHERE run_id = ? AND name = ?", (lease.run_id, park.clear_events))
+            ready_at = park.ready_at
+            if park.wake_on is not None:
+                raced = conn.execute(
+                    "SELECT 1 FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL LIMIT 1",
+                    (lease.run_id, park.wake_on),
+                ).fetchone()
+                ready_at = now if raced else ready_at
+            if park.wake_if_done is not None:
+                done = conn.execute(
+                    f"SELECT 1 FROM plait_runs WHERE id = ? AND status IN {_TERMINAL_SQL}", (park.wake_if_done,)
+                ).fetchone()
+                ready_at = now if done else ready_at
+            conn.execute(
+                "UPDATE plait_runs SET status = ?, ready_at = ?, wait_info = ?, owner = NULL, lease_expires_at = NULL, "
+                "updated_at = ? WHERE id = ?",
+                (park.status, ready_at, park.wait_info, now, lease.run_id),
+            )
+
+        await self._write(do_park)
+
+    async def consume_event(self, lease: Lease, name: str, step_key: str, record: StepRow | None) -> str | None:
+        def consume(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT id, payload FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL "
+                "ORDER BY id LIMIT 1",
+                (lease.run_id, name),
+            ).fetchone()
+            if row is None:
+                return None
+            self._fence(conn, lease)
+            conn.execute("UPDATE plait_inbox SET consumed_by = ? WHERE id = ?", (step_key, row[0]))
+            if record is not None:
+                self._insert_step(conn, replace(record, output=row[1]))
+            return str(row[1])
+
+        return await self._write(consume)
+
+    async def peek_event(self, run_id: str, name: str) -> str | None:
+        rows = self._read(
+            "SELECT payload FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (run_id, name),
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def send_event(
+        self, namespace: str, run_id: str, name: str, payload: str, event_id: str | None, now: float, wakes: str
+    ) -> tuple[str | None, bool]:
+        def send(conn: sqlite3.Connection) -> tuple[str | None, bool]:
+            row = conn.execute("SELECT status FROM plait_runs WHERE id = ? AND namespace = ?", (run_id, namespace))
+            found = row.fetchone()
+            if found is None or found[0] in TERMINAL_STATUSES:
+                return (None if found is None else str(found[0])), False
+            cursor = conn.execute(
+                "INSERT INTO plait_inbox (run_id, name, event_id, payload, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (run_id, name, event_id, payload, now),
+            )
+            if cursor.rowcount and found[0] == wakes:
+                conn.execute(
+                    "UPDATE plait_runs SET status = 'waiting', ready_at = ?, updated_at = ? WHERE id = ?",
+                    (now, now, run_id),
+                )
+            return str(found[0]), cursor.rowcount == 1
+
+        return await self._write(send)
+
+    async def next_ready_at(self, namespace: str, now: float) -> float | None:
+        rows = self._read(
+            f"SELECT min(ready_at) FROM plait_runs WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} AND ready_at > ?",
+            (namespace, now),
+        )
+        return None if rows[0][0] is None else float(rows[0][0])
+
     async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
         def mark(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
                 "UPDATE plait_runs SET status_message = 'waiting for a worker that has workflow ''' || workflow_id "
                 "|| ''' version ''' || workflow_version || ''' registered' "
-                "WHERE namespace = ? AND status = 'pending' AND owner IS NULL AND ready_at <= ? "
+                "WHERE namespace = ? AND status IN ('pending', 'waiting') AND owner IS NULL AND ready_at <= ? "
                 "AND status_message IS NULL "
                 "AND workflow_id || '@' || workflow_version NOT IN (SELECT value FROM json_each(?))",
                 (namespace, ready_before, json.dumps(refs)),

@@ -49,3 +49,32 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     """,
 ]
+
+MIGRATIONS.append(
+    # 2: durable waits (timers, event waits, polls, suspensions) and events sent to runs.
+    """
+    ALTER TABLE plait_runs ADD COLUMN wait_info TEXT;
+    CREATE TABLE plait_waits (
+        run_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        wake_at REAL,
+        deadline REAL,
+        event_name TEXT,
+        state TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (run_id, step_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE plait_inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        event_id TEXT,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        consumed_by TEXT
+    );
+    CREATE INDEX plait_inbox_pending ON plait_inbox (run_id, name, id) WHERE consumed_by IS NULL;
+    CREATE UNIQUE INDEX plait_inbox_dedupe ON plait_inbox (run_id, event_id) WHERE event_id IS NOT NULL;
+    """
+)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
 
+from plait.clock import to_seconds
 from plait.errors import WorkflowDefinitionError
 from plait.ids import is_valid_id
 from plait.payloads import Codec, type_name
@@ -18,8 +20,10 @@ from plait.workflow.graph import (
     MapNode,
     Node,
     ParallelNode,
+    SleepNode,
     Task,
     ThenNode,
+    WaitNode,
     Workflow,
     node_id,
     node_tasks,
@@ -37,6 +41,8 @@ B = TypeVar("B")
 C = TypeVar("C")
 D = TypeVar("D")
 E = TypeVar("E")
+Ev = TypeVar("Ev")
+Dflt = TypeVar("Dflt")
 SI = TypeVar("SI")
 SO = TypeVar("SO")
 
@@ -44,6 +50,9 @@ SO = TypeVar("SO")
 # a workflow renamed with `.as_step(id=...)`.
 StepLike = Union[Step[SI, SO], Workflow[SI, SO], ChildTask[SI, SO]]  # noqa: UP007 - generic alias needs Union
 PredicateOn = Union[Callable[[SI], object], Callable[["Context", SI], object]]  # noqa: UP007
+
+
+_NO_DEFAULT: Any = object()
 
 
 def _as_task(item: object, where: str) -> Task:
@@ -228,6 +237,81 @@ class Builder(Generic[In, Out_co]):
         if max_iterations < 1:
             raise WorkflowDefinitionError(f"workflow '{self._id}': max_iterations must be at least 1")
         return self._with(LoopNode(task.id, task, predicate, until, max_iterations), task.output_type)
+
+    def sleep(self, duration: timedelta | float, *, id: str | None = None) -> Builder[In, Out_co]:
+        """Wait ``duration`` durably; the value passes through unchanged.
+
+        The run holds no worker, thread or lease while asleep; any worker on
+        the database wakes it when due.
+        """
+        seconds = to_seconds(duration)
+        if seconds < 0:
+            raise WorkflowDefinitionError(f"workflow '{self._id}': sleep() needs a duration >= 0")
+        result: Builder[In, Out_co] = self._with(
+            SleepNode(self._auto_id("sleep", id), seconds, None, None), self._current_type
+        )
+        return result
+
+    def sleep_until(
+        self,
+        when: datetime | Callable[[Out_co], datetime] | Callable[[Context, Out_co], datetime],
+        *,
+        id: str | None = None,
+    ) -> Builder[In, Out_co]:
+        """Wait durably until ``when``: a datetime, or a function of the value (or of ctx, value)."""
+        if isinstance(when, datetime):
+            if when.tzinfo is None:
+                raise WorkflowDefinitionError(f"workflow '{self._id}': sleep_until() needs a timezone-aware datetime")
+            node = SleepNode(self._auto_id("sleep", id), None, when, None)
+        elif callable(when):
+            node = SleepNode(self._auto_id("sleep", id), None, None, when)
+        else:
+            raise WorkflowDefinitionError(f"workflow '{self._id}': sleep_until() takes a datetime or a function")
+        result: Builder[In, Out_co] = self._with(node, self._current_type)
+        return result
+
+    @overload
+    def wait_for_event(
+        self, name: str, *, schema: type[Ev], timeout: timedelta | float | None = None, id: str | None = None
+    ) -> Builder[In, Ev]: ...
+    @overload
+    def wait_for_event(
+        self,
+        name: str,
+        *,
+        schema: type[Ev],
+        timeout: timedelta | float,
+        default: Dflt,
+        id: str | None = None,
+    ) -> Builder[In, Ev | Dflt]: ...
+    def wait_for_event(
+        self,
+        name: str,
+        *,
+        schema: Any,
+        timeout: timedelta | float | None = None,
+        default: Any = _NO_DEFAULT,
+        id: str | None = None,
+    ) -> Builder[In, Any]:
+        """Park until ``engine.send_event(run_id, name, payload)``; the validated payload is the next value.
+
+        An event sent before the run gets here is kept and used when it does.
+        After ``timeout`` the run fails with EventTimeout, unless ``default``
+        is given: then the default becomes the value.
+        """
+        if not name or not isinstance(name, str):
+            raise WorkflowDefinitionError(f"workflow '{self._id}': wait_for_event() needs an event name")
+        seconds = None if timeout is None else to_seconds(timeout)
+        if seconds is not None and seconds <= 0:
+            raise WorkflowDefinitionError(f"workflow '{self._id}': wait_for_event() timeout must be positive")
+        has_default = default is not _NO_DEFAULT
+        if has_default and seconds is None:
+            raise WorkflowDefinitionError(f"workflow '{self._id}': wait_for_event(default=...) needs a timeout")
+        preferred = f"wait_{name}" if is_valid_id(f"wait_{name}") else None
+        node_id_ = self._auto_id("wait", id or preferred)
+        node = WaitNode(node_id_, name, Codec(schema), seconds, None if not has_default else default, has_default)
+        output_type = schema if not has_default else (schema | None if default is None else Any)
+        return self._with(node, output_type)  # type: ignore[no-any-return]
 
     def commit(self) -> Workflow[In, Out_co]:
         """Freeze the builder into a runnable ``Workflow``; checks what types cannot."""

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from plait.payloads import Codec, type_name
@@ -84,7 +85,31 @@ class LoopNode:
     kind: Literal["loop"] = "loop"
 
 
-Node = ThenNode | ParallelNode | BranchNode | MapNode | ForeachNode | LoopNode
+@dataclass(frozen=True)
+class SleepNode:
+    """A durable timer: a fixed delay, a fixed time, or a time computed from the value."""
+
+    id: str
+    seconds: float | None
+    until: datetime | None
+    until_fn: Callable[..., datetime] | None
+    kind: Literal["sleep"] = "sleep"
+
+
+@dataclass(frozen=True)
+class WaitNode:
+    """Park until an event called ``event`` arrives; its payload becomes the value."""
+
+    id: str
+    event: str
+    codec: Codec[Any]
+    timeout: float | None
+    default: Any
+    has_default: bool
+    kind: Literal["wait_for_event"] = "wait_for_event"
+
+
+Node = ThenNode | ParallelNode | BranchNode | MapNode | ForeachNode | LoopNode | SleepNode | WaitNode
 
 
 def node_id(node: Node) -> str:
@@ -138,6 +163,15 @@ def _node_json(node: Node) -> dict[str, Any]:
     elif isinstance(node, ForeachNode):
         data["task"] = _task_json(node.task)
         data["concurrency"] = node.concurrency
+    elif isinstance(node, SleepNode):
+        data["seconds"] = node.seconds
+        data["until"] = node.until.isoformat() if node.until else None
+        data["until_fn"] = _fn_name(node.until_fn) if node.until_fn else None
+    elif isinstance(node, WaitNode):
+        data["event"] = node.event
+        data["schema"] = type_name(node.codec.type)
+        data["timeout"] = node.timeout
+        data["on_timeout"] = "default" if node.has_default else "fail"
     else:
         data["task"] = _task_json(node.task)
         data["until" if node.until else "while"] = _fn_name(node.predicate)
@@ -244,7 +278,7 @@ def render_mermaid(workflow: Workflow[Any, Any]) -> str:
             entries = []
         else:
             entries = list(node_tasks(node))
-        if isinstance(node, MapNode):
+        if isinstance(node, MapNode | SleepNode | WaitNode):
             heads = [node.id]
         else:
             heads = [t.id for t in entries]

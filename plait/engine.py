@@ -27,12 +27,14 @@ from plait.errors import (
 )
 from plait.ids import new_run_id
 from plait.loop_thread import LoopThread
-from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any
+from plait.payloads import ANY, DEFAULT_MAX_PAYLOAD_BYTES, Codec, dump_any
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
+from plait.steps import Step
 from plait.store import open_store
 from plait.store.base import NewRun, RunFilter, RunRow, Store
+from plait.waiting import Approval, approval_event, resume_event
 from plait.worker import Worker
-from plait.workflow.graph import ChildTask, Workflow, node_id, node_tasks
+from plait.workflow.graph import ChildTask, WaitNode, Workflow, node_id, node_tasks
 
 I = TypeVar("I")  # noqa: E741 - reads as "input"
 O = TypeVar("O")  # noqa: E741 - reads as "output"
@@ -153,6 +155,19 @@ class Engine:
 
     async def awork(self) -> None:
         await asyncio.to_thread(self.work)
+
+    def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Block until this engine's worker has done everything that is due now.
+
+        For tests: ``clock.advance(days=1); engine.run_until_idle()`` then look
+        at the runs. Raises TimeoutError if work is still going after ``timeout``.
+        """
+        self._ensure_started()
+        self._loop.run(self._worker.run_until_idle(timeout))
+
+    async def arun_until_idle(self, timeout: float = 30.0) -> None:
+        self._ensure_started()
+        await self._loop.run_async(self._worker.run_until_idle(timeout))
 
     # -- workflows -----------------------------------------------------------
 
@@ -453,6 +468,107 @@ class Engine:
         self._worker.wake()
         return RunHandle(self, run_id)
 
+    def send_event(self, run_id: str, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:
+        """Deliver event ``name`` to a run; it is kept until the run waits for it.
+
+        The payload is validated against the wait's schema now (nothing is
+        stored when it is invalid). The same ``event_id`` is delivered once:
+        repeats return False.
+        """
+        return self._loop.run(self._send_event(run_id, name, payload, event_id))
+
+    async def asend_event(self, run_id: str, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:
+        return await self._loop.run_async(self._send_event(run_id, name, payload, event_id))
+
+    async def _send_event(self, run_id: str, name: str, payload: Any, event_id: str | None) -> bool:
+        row, workflow = await self._run_and_workflow(run_id)
+        waits = [n for n in workflow.nodes if isinstance(n, WaitNode) and n.event == name]
+        if not waits:
+            known = sorted({n.event for n in workflow.nodes if isinstance(n, WaitNode)})
+            raise InputValidationError(
+                f"workflow '{workflow.id}' never waits for event '{name}'; it waits for: {', '.join(known) or 'none'}"
+            )
+        payload_json = _validated_json(waits[0].codec, payload, f"event '{name}' for run {run_id}")
+        return await self._deliver(row, name, payload_json, event_id, wakes="waiting")
+
+    def approve(self, run_id: str, step_id: str, data: Any = None) -> bool:
+        """Approve the approval step ``step_id`` of a run with ``data`` (validated by its schema)."""
+        return self._loop.run(self._decide(run_id, step_id, True, data, None))
+
+    async def aapprove(self, run_id: str, step_id: str, data: Any = None) -> bool:
+        return await self._loop.run_async(self._decide(run_id, step_id, True, data, None))
+
+    def reject(self, run_id: str, step_id: str, reason: str = "") -> bool:
+        """Reject the approval step ``step_id`` of a run; its output has ``approved=False``."""
+        return self._loop.run(self._decide(run_id, step_id, False, None, reason))
+
+    async def areject(self, run_id: str, step_id: str, reason: str = "") -> bool:
+        return await self._loop.run_async(self._decide(run_id, step_id, False, None, reason))
+
+    async def _decide(self, run_id: str, step_id: str, approved: bool, data: Any, reason: str | None) -> bool:
+        row, workflow = await self._run_and_workflow(run_id)
+        step = workflow.find_step(step_id)
+        if not isinstance(step, Step) or step.approval_codec is None:
+            approvals = [t.id for t in workflow.iter_steps() if isinstance(t, Step) and t.approval_codec]
+            raise InputValidationError(
+                f"workflow '{workflow.id}' has no approval step '{step_id}'; its approvals: "
+                f"{', '.join(approvals) or 'none'}"
+            )
+        value = None
+        if approved and data is not None:
+            try:
+                value = step.approval_codec.validate(data)
+            except ValidationError as exc:
+                raise InputValidationError(
+                    f"approval data for '{step_id}' of run {run_id} is invalid: {exc}",
+                    errors=json.loads(exc.json(include_url=False)),
+                ) from exc
+        decision = Approval[Any](approved=approved, data=value, reason=reason)
+        payload_json = _validated_json(step.output_codec, decision, f"approval '{step_id}' for run {run_id}")
+        return await self._deliver(row, approval_event(step_id), payload_json, None, wakes="waiting")
+
+    def resume(self, run_id: str, step_id: str, data: Any = None) -> None:
+        """Continue a run suspended by ``ctx.suspend`` in ``step_id``; the step sees ``ctx.resume_data``."""
+        self._loop.run(self._resume(run_id, step_id, data))
+
+    async def aresume(self, run_id: str, step_id: str, data: Any = None) -> None:
+        await self._loop.run_async(self._resume(run_id, step_id, data))
+
+    async def _resume(self, run_id: str, step_id: str, data: Any) -> None:
+        row, workflow = await self._run_and_workflow(run_id)
+        wait = json.loads(row.wait_info or "{}")
+        if row.status != "suspended" or wait.get("step_id") != step_id:
+            where = f" (suspended in '{wait.get('step_id')}')" if row.status == "suspended" else ""
+            raise RunStateError(f"run {run_id} is {row.status}{where}, not suspended in step '{step_id}'")
+        step = workflow.find_step(step_id)
+        codec = step.resume_codec if isinstance(step, Step) and step.resume_codec else ANY
+        payload_json = _validated_json(codec, data, f"resume data for step '{step_id}' of run {run_id}")
+        await self._deliver(row, resume_event(wait["key"]), payload_json, None, wakes="suspended")
+
+    async def _run_and_workflow(self, run_id: str) -> tuple[RunRow, Workflow[Any, Any]]:
+        row = await self._get_row(run_id)
+        workflow = self._lookup(row.workflow_id, row.workflow_version)
+        if workflow is None:
+            raise WorkflowNotFound(
+                f"run {run_id} uses workflow '{row.workflow_id}' version '{row.workflow_version}', not registered "
+                "on this engine: register it so the payload can be validated"
+            )
+        return row, workflow
+
+    async def _deliver(self, row: RunRow, name: str, payload_json: str, event_id: str | None, wakes: str) -> bool:
+        now = self.clock.now().timestamp()
+        status, delivered = await self._store.send_event(
+            self.namespace, row.id, name, payload_json, event_id, now, wakes
+        )
+        if status is None:
+            raise RunNotFound(f"no run {row.id!r} in namespace '{self.namespace}'")
+        if status == "duplicate":
+            return False
+        if status in ("succeeded", "failed", "cancelled"):
+            raise RunStateError(f"run {row.id} already {status}; events can only reach unfinished runs")
+        self._worker.wake()
+        return delivered
+
     def rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
         """Fork a new run of the same input that reuses the outputs of the steps before ``step_id``."""
         return self._loop.run(self._rerun_from(run_id, step_id))
@@ -495,6 +611,13 @@ class Engine:
         self._ensure_started()
         self._worker.wake()
         return RunHandle(self, row.id)
+
+
+def _validated_json(codec: Codec[Any], value: Any, what: str) -> str:
+    try:
+        return codec.dump(codec.validate(value))
+    except ValidationError as exc:
+        raise InputValidationError(f"{what} is invalid: {exc}", errors=json.loads(exc.json(include_url=False))) from exc
 
 
 def _step_id_of(step_key: str) -> str:

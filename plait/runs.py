@@ -73,7 +73,12 @@ class StepRecord(BaseModel):
 
 
 class Run(BaseModel):
-    """A snapshot of a run as stored (payloads as plain JSON)."""
+    """A snapshot of a run as stored (payloads as plain JSON).
+
+    ``wait`` says what a waiting or suspended run waits for: its kind
+    ("sleep", "event", "approval", "poll", "child", "suspended"), the step, and
+    the deadline, event name or suspension payload.
+    """
 
     id: str
     workflow_id: str
@@ -87,6 +92,7 @@ class Run(BaseModel):
     metadata: dict[str, Any] | None
     parent_run_id: str | None
     status_message: str | None
+    wait: dict[str, Any] | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -106,6 +112,7 @@ class Run(BaseModel):
             metadata=_json(row.metadata),
             parent_run_id=row.parent_run_id,
             status_message=row.status_message,
+            wait=_json(row.wait_info),
             created_at=datetime.fromtimestamp(row.created_at, UTC),
             started_at=_time(row.started_at),
             finished_at=_time(row.finished_at),
@@ -181,6 +188,34 @@ class RunHandle(Generic[O_co]):
 
     async def asteps(self) -> list[StepRecord]:
         return await self._async(self._engine._steps(self.id))
+
+    def send_event(self, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:
+        """Deliver event ``name`` to this run (see ``Engine.send_event``)."""
+        return self._engine.send_event(self.id, name, payload, event_id=event_id)
+
+    async def asend_event(self, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:
+        return await self._engine.asend_event(self.id, name, payload, event_id=event_id)
+
+    def approve(self, step_id: str, data: Any = None) -> bool:
+        """Approve this run's approval step ``step_id``."""
+        return self._engine.approve(self.id, step_id, data)
+
+    async def aapprove(self, step_id: str, data: Any = None) -> bool:
+        return await self._engine.aapprove(self.id, step_id, data)
+
+    def reject(self, step_id: str, reason: str = "") -> bool:
+        """Reject this run's approval step ``step_id``."""
+        return self._engine.reject(self.id, step_id, reason)
+
+    async def areject(self, step_id: str, reason: str = "") -> bool:
+        return await self._engine.areject(self.id, step_id, reason)
+
+    def resume(self, step_id: str, data: Any = None) -> None:
+        """Continue this run, suspended in ``step_id``, with ``data``."""
+        self._engine.resume(self.id, step_id, data)
+
+    async def aresume(self, step_id: str, data: Any = None) -> None:
+        await self._engine.aresume(self.id, step_id, data)
 
     def cancel(self) -> bool:
         """Cancel the run (and its child runs); False if it had already ended."""

@@ -260,6 +260,21 @@ class Worker:
         await asyncio.wait([asyncio.shield(local[0])])
         return await self.store.get_run(row.namespace, row.id) or row
 
+    async def run_until_idle(self, timeout: float) -> None:
+        """Return once this worker runs nothing and nothing it could run is due."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            now = self.clock.now().timestamp()
+            if not self._active and not await self.store.has_ready_runs(
+                self.namespace, self._refs(), now, wall_seconds()
+            ):
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(f"work was still running or due after {timeout:g}s: {sorted(self._active)}")
+            self._wake.set()
+            await asyncio.sleep(0.002)
+
     # -- waiting for results -------------------------------------------------
 
     def _resolve_waiters(self, row: RunRow) -> None:

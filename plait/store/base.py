@@ -160,6 +160,10 @@ class Store(Protocol):
         """Lease up to ``limit`` ready runs whose ``workflow@version`` is in ``refs``."""
         ...
 
+    async def has_ready_runs(self, namespace: str, refs: list[str], now: float, wall_now: float) -> bool:
+        """Whether any run of ``refs`` could be claimed now."""
+        ...
+
     async def release_owners(self, namespace: str, owners: list[str]) -> int:
         """Hand back every run held by the given (dead) owners."""
         ...
@@ -217,8 +221,9 @@ class Store(Protocol):
     ) -> tuple[str | None, bool]:
         """Put an event in the run's inbox and wake the run if its status is ``wakes``.
 
-        Returns (the run's status or None if missing, whether the event was new).
-        Nothing is stored for a finished run or a repeated ``event_id``.
+        Returns (the run's status, or "duplicate" for a repeated ``event_id``,
+        or None if the run is missing; whether the event was stored). Nothing
+        is stored for a finished run or a repeated ``event_id``.
         """
         ...
 

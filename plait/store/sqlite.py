@@ -201,12 +201,17 @@ class SQLiteStore:
             return []
         # A plain read first: an idle poll must not take the write lock that
         # other processes need for their commits.
-        ready = self._read(
-            f"SELECT 1 FROM plait_runs WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} AND ready_at <= ? "
-            "AND (owner IS NULL OR lease_expires_at < ?) LIMIT 1",
-            (namespace, now, wall_now),
-        )
+        ready = await self.has_ready_runs(namespace, refs, now, wall_now)
         return await self._write(claim) if ready else []
+
+    async def has_ready_runs(self, namespace: str, refs: list[str], now: float, wall_now: float) -> bool:
+        rows = self._read(
+            f"SELECT 1 FROM plait_runs WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} AND ready_at <= ? "
+            "AND (owner IS NULL OR lease_expires_at < ?) "
+            "AND workflow_id || '@' || workflow_version IN (SELECT value FROM json_each(?)) LIMIT 1",
+            (namespace, now, wall_now, json.dumps(refs)),
+        )
+        return bool(rows)
 
     async def release_owners(self, namespace: str, owners: list[str]) -> int:
         def release(conn: sqlite3.Connection) -> int:
@@ -426,8 +431,13 @@ class SQLiteStore:
         def send(conn: sqlite3.Connection) -> tuple[str | None, bool]:
             row = conn.execute("SELECT status FROM plait_runs WHERE id = ? AND namespace = ?", (run_id, namespace))
             found = row.fetchone()
-            if found is None or found[0] in TERMINAL_STATUSES:
-                return (None if found is None else str(found[0])), False
+            if found is None:
+                return None, False
+            repeated = event_id is not None and conn.execute(
+                "SELECT 1 FROM plait_inbox WHERE run_id = ? AND event_id = ?", (run_id, event_id)
+            ).fetchone()
+            if repeated or found[0] in TERMINAL_STATUSES:
+                return ("duplicate" if repeated else str(found[0])), False
             cursor = conn.execute(
                 "INSERT INTO plait_inbox (run_id, name, event_id, payload, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",

@@ -233,6 +233,10 @@ class Workflow(Generic[In_contra, Out_co]):
         for node in self.nodes:
             yield from node_tasks(node)
 
+    def find_step(self, step_id: str) -> Task | None:
+        """The step or child workflow with that id, if any."""
+        return next((task for task in self.iter_steps() if task.id == step_id), None)
+
     def as_step(self, id: str | None = None) -> ChildTask[In_contra, Out_co]:
         """This workflow as a step of another one, optionally under another step id."""
         return ChildTask(id=id or self.id, workflow=self)

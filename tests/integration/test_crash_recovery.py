@@ -84,3 +84,32 @@ def test_kill_between_steps_repeats_nothing(tmp_path: Path) -> None:
     out = finish_in_new_process(db, log, "run-x")
     assert "run-x 5" in out
     assert log_counts(log) == {"s1": 1, "s2": 1, "s3": 1, "s4": 1, "s5": 1}
+
+
+def test_drip_campaign_survives_a_kill_while_sleeping(tmp_path: Path) -> None:
+    app = Path(__file__).with_name("drip_app.py")
+    db, log = tmp_path / "drip.db", tmp_path / "mail.log"
+    victim = subprocess.Popen(
+        [sys.executable, str(app), str(db), str(log), "start"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert victim.stdout is not None
+    assert victim.stdout.readline().strip() == "parked"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.communicate(timeout=10)
+
+    survivor = subprocess.run(
+        [sys.executable, str(app), str(db), str(log), "finish"], capture_output=True, text=True, timeout=60
+    )
+    assert survivor.returncode == 0, survivor.stderr
+    assert survivor.stdout.split() == ["ada", "upgraded", "bob", "nudged"]
+    assert collections.Counter(log.read_text().split()) == {
+        "welcome:ada@x": 1,
+        "welcome:bob@x": 1,
+        "tip:ada@x": 1,
+        "tip:bob@x": 1,
+        "thanks:pro": 1,
+        "nudge:-": 1,
+    }

@@ -353,11 +353,12 @@ class Engine:
         claim_now = self._run_worker and new.ready_at <= new.created_at and self._worker.has_capacity
         if claim_now:
             new = replace(new, owner=self._worker.owner, lease_expires_at=self._worker.lease_until())
-        row, created = await self._store.create_run(new)
-        if created and claim_now:
-            self._worker.adopt(row, fresh=True)
-        elif created:
-            self._worker.wake()
+        async with self._worker.claiming():
+            row, created = await self._store.create_run(new)
+            if created and claim_now:
+                self._worker.adopt(row, fresh=True)
+            elif created:
+                self._worker.wake()
         return row
 
     # -- reading runs --------------------------------------------------------

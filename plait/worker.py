@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -57,6 +58,7 @@ class Worker:
         self._waiters: dict[str, list[asyncio.Future[RunRow]]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
 
     # -- lifecycle -----------------------------------------------------------
@@ -133,12 +135,22 @@ class Worker:
             return 0
         now = self.clock.now().timestamp()
         wall = wall_seconds()
-        rows = await self.store.claim_runs(
-            self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, min(capacity, 32)
-        )
-        for row in rows:
-            self.adopt(row, fresh=False)
+        async with self.claiming():
+            rows = await self.store.claim_runs(
+                self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, min(capacity, 64)
+            )
+            for row in rows:
+                self.adopt(row, fresh=False)
         return len(rows)
+
+    @contextlib.asynccontextmanager
+    async def claiming(self) -> AsyncIterator[None]:
+        """Mark a claim in flight: the run is ours in the database but not yet in ``_active``."""
+        self._claims_in_flight += 1
+        try:
+            yield
+        finally:
+            self._claims_in_flight -= 1
 
     async def recover_dead_owners(self) -> None:
         """Hand back at once the runs of processes on this host that no longer exist."""
@@ -266,8 +278,10 @@ class Worker:
         deadline = loop.time() + timeout
         while True:
             now = self.clock.now().timestamp()
-            if not self._active and not await self.store.has_ready_runs(
-                self.namespace, self._refs(), now, wall_seconds()
+            if (
+                not self._active
+                and not self._claims_in_flight
+                and not await self.store.has_ready_runs(self.namespace, self._refs(), now, wall_seconds())
             ):
                 return
             if loop.time() > deadline:

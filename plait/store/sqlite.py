@@ -66,17 +66,72 @@ class SQLiteStore:
             self._conn.execute("PRAGMA busy_timeout=5000")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Future[None] | None = None
 
     async def close(self) -> None:
         self._conn.close()
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one write transaction, retrying while another process holds the lock."""
+        """Run ``work`` in a write transaction and return its result once committed.
+
+        Group commit: writes queued in the same turn of the event loop (steps
+        of different runs finishing together) share one transaction and one
+        fsync. Each runs in its own savepoint, so one that raises (a lost
+        lease, say) is rolled back alone and raises to its caller.
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((work, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        result: T = await future
+        return result
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self._begin()
+            except StoreUnavailable as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            outcomes: list[tuple[bool, Any]] = []
+            for work, _ in batch:
+                self._conn.execute("SAVEPOINT plait_write")
+                try:
+                    outcomes.append((True, work(self._conn)))
+                    self._conn.execute("RELEASE plait_write")
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller that queued this work
+                    self._conn.execute("ROLLBACK TO plait_write")
+                    self._conn.execute("RELEASE plait_write")
+                    error = exc
+                    if isinstance(exc, sqlite3.Error):
+                        error = StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}")
+                    outcomes.append((False, error))
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                failure = StoreUnavailable(f"SQLite database {self.path!r} could not commit: {exc}")
+                outcomes = [(False, failure)] * len(batch)
+            for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE, retrying while another process holds the write lock."""
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.002
         while True:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
+                return
             except sqlite3.OperationalError as exc:
                 if _is_busy(exc) and time.monotonic() < deadline:
                     await asyncio.sleep(pause)
@@ -85,15 +140,6 @@ class SQLiteStore:
                 raise StoreUnavailable(f"SQLite database {self.path!r} stayed locked: {exc}") from exc
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
-            try:
-                result = work(self._conn)
-                self._conn.execute("COMMIT")
-                return result
-            except BaseException as exc:
-                self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
-                raise
 
     def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -433,9 +479,12 @@ class SQLiteStore:
             found = row.fetchone()
             if found is None:
                 return None, False
-            repeated = event_id is not None and conn.execute(
-                "SELECT 1 FROM plait_inbox WHERE run_id = ? AND event_id = ?", (run_id, event_id)
-            ).fetchone()
+            repeated = (
+                event_id is not None
+                and conn.execute(
+                    "SELECT 1 FROM plait_inbox WHERE run_id = ? AND event_id = ?", (run_id, event_id)
+                ).fetchone()
+            )
             if repeated or found[0] in TERMINAL_STATUSES:
                 return ("duplicate" if repeated else str(found[0])), False
             cursor = conn.execute(

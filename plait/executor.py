@@ -61,6 +61,10 @@ class RunHost(Protocol):
         ...
 
 
+# A retry back-off at least this long (seconds) parks the run instead of holding it in memory.
+PARK_RETRIES_LONGER_THAN = 2.0
+
+
 class ParkSignal(BaseException):
     """Internal: the run must wait; unwinds the execution so the worker can park it.
 
@@ -253,9 +257,9 @@ class RunExecution:
             raise
         except Exception as exc:
             error = describe_error(exc, node.id, 1)
-            await self._record(node.id, node.id, 1, "failed", None, None, json.dumps(error), started)
+            await self._record(node.id, node.id, None, "failed", None, None, json.dumps(error), started)
             raise StepFailure(error) from exc
-        await self._record(node.id, node.id, 1, "succeeded", None, output_json, None, started)
+        await self._record(node.id, node.id, None, "succeeded", None, output_json, None, started)
         self.outputs_by_step[node.id] = output_json
         return output
 
@@ -337,7 +341,7 @@ class RunExecution:
         if wait.deadline is not None and now >= wait.deadline:
             if node.has_default:
                 output = node.codec.dump(node.default) if node.default is not None else "null"
-                await self._record(node.id, node.id, 1, "succeeded", None, output, None, now)
+                await self._record(node.id, node.id, None, "succeeded", None, output, None, now)
                 return node.default
             message = (
                 f"run {self.run_id} waited for event '{node.event}' at '{node.id}' until its timeout "
@@ -391,7 +395,7 @@ class RunExecution:
             error = describe_error(
                 StepFailed(f"child workflow '{task.id}' rejected its input: {exc}", step_id=task.id), task.id, 1
             )
-            await self._record(key, task.id, 1, "failed", None, None, json.dumps(error), started)
+            await self._record(key, task.id, None, "failed", None, None, json.dumps(error), started)
             raise StepFailure(error) from exc
         input_json = workflow.input_codec.dump(child_input)
         child = await self.host.run_child(self.run, key, f"{self.run_id}.{key}", workflow, input_json)
@@ -400,7 +404,7 @@ class RunExecution:
             self._park("waiting", FOREVER, None, info, wake_if_done=child.id)
         if child.status == "succeeded":
             output = workflow.output_codec.load(child.output or "null")
-            await self._record(key, task.id, 1, "succeeded", input_json, child.output, None, started)
+            await self._record(key, task.id, None, "succeeded", input_json, child.output, None, started)
             self.outputs_by_step[task.id] = child.output or "null"
             return output
         error = {
@@ -410,7 +414,7 @@ class RunExecution:
             "child_run_id": child.id,
             "child_error": json.loads(child.error) if child.error else None,
         }
-        await self._record(key, task.id, 1, "failed", input_json, None, json.dumps(error), started)
+        await self._record(key, task.id, None, "failed", input_json, None, json.dumps(error), started)
         raise StepFailure(error)
 
     async def _run_step(self, step: Step[Any, Any], key: str, value: Any) -> Any:
@@ -418,8 +422,12 @@ class RunExecution:
             return await self._run_approval(step, key)
         options = step.options
         budget_used = self._failed_attempts.get(key, 0)
-        attempt = max(budget_used, self._attempts_seen.get(key, 0)) + 1
+        attempt = self._next_attempt(key)
         started = self.host.clock.now().timestamp()
+        backoff = self.waits.get(key)
+        if backoff is not None and backoff.kind == "retry" and backoff.wake_at and backoff.wake_at > started:
+            info = {"kind": "retry", "step_id": step.id, "attempt": attempt, "wake_at": backoff.wake_at}
+            self._park("waiting", backoff.wake_at, backoff, info)  # woken early: the back-off is not over
         try:
             input_value = step.input_codec.validate(value)
             input_json = self._input_json(step, input_value)
@@ -443,7 +451,13 @@ class RunExecution:
                 if not options.retry.should_retry(exc, budget_used):
                     return await self._settle_failure(step, key, attempt, value, input_json, error, started)
                 await self._record(key, step.id, attempt, "failed", input_json, None, json.dumps(error), started)
-                await self.host.clock.sleep(options.retry.delay_before(budget_used + 1))
+                delay = options.retry.delay_before(budget_used + 1)
+                if delay >= PARK_RETRIES_LONGER_THAN:
+                    retry_at = self._now() + delay
+                    wait = WaitRow(self.run_id, key, "retry", retry_at, None, None, None, self._now())
+                    info = {"kind": "retry", "step_id": step.id, "attempt": attempt + 1, "wake_at": retry_at}
+                    self._park("waiting", retry_at, wait, info)
+                await self.host.clock.sleep(delay)
                 attempt += 1
                 started = self.host.clock.now().timestamp()
                 continue
@@ -567,11 +581,15 @@ class RunExecution:
             )
         return text
 
+    def _next_attempt(self, key: str) -> int:
+        """Attempts number on from every stored one, including those before an ``engine.retry``."""
+        return max(self._failed_attempts.get(key, 0), self._attempts_seen.get(key, 0)) + 1
+
     async def _record(
         self,
         key: str,
         step_id: str,
-        attempt: int,
+        attempt: int | None,
         status: str,
         input_json: str | None,
         output_json: str | None,
@@ -584,7 +602,7 @@ class RunExecution:
             run_id=self.run_id,
             step_key=key,
             step_id=step_id,
-            attempt=attempt,
+            attempt=self._next_attempt(key) if attempt is None else attempt,
             status=status,
             input=input_json,
             output=output_json,
@@ -598,7 +616,7 @@ class RunExecution:
             await self.host.store.record_step(self.lease, row)
         if output_json is not None:
             self._resolved[key] = row
-        self._attempts_seen[key] = attempt
+        self._attempts_seen[key] = row.attempt
 
 
 def _replay(task: Task, row: StepRow) -> Any:

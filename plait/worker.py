@@ -20,6 +20,9 @@ from plait.workflow.graph import Workflow
 
 log = logging.getLogger("plait.worker")
 
+# A run handed back after a store or internal error waits this long before it is claimed again.
+RELEASE_BACKOFF_SECONDS = 5.0
+
 WorkflowLookup = Callable[[str, str], "Workflow[Any, Any] | None"]
 
 
@@ -225,19 +228,21 @@ class Worker:
                 final = await self.store.get_run(row.namespace, row.id)
         except StoreUnavailable as exc:
             log.error("plait worker %s: run %s paused, the store failed: %s", self.owner, row.id, exc)
-            await self._release_quietly(lease)
+            await self._release_quietly(lease, backoff=True)
         except Exception:
             log.exception("plait worker %s: run %s hit an internal error; handing it back", self.owner, row.id)
-            await self._release_quietly(lease)
+            await self._release_quietly(lease, backoff=True)
         finally:
             self._active.pop(row.id, None)
             if final is not None and final.is_terminal:
                 self._resolve_waiters(final)
             self._wake.set()
 
-    async def _release_quietly(self, lease: Lease) -> None:
+    async def _release_quietly(self, lease: Lease, *, backoff: bool = False) -> None:
+        """Hand a run back; after an error, only after a pause, so a persistent fault cannot spin."""
+        now = self.clock.now().timestamp()
         try:
-            await self.store.release_run(lease, self.clock.now().timestamp())
+            await self.store.release_run(lease, now, now + RELEASE_BACKOFF_SECONDS if backoff else None)
         except StoreUnavailable as exc:
             log.warning("plait worker %s: could not hand back run %s: %s", self.owner, lease.run_id, exc)
 

@@ -186,8 +186,8 @@ class Store(Protocol):
         """End the run (with its last step attempt in the same transaction); fenced like record_step."""
         ...
 
-    async def release_run(self, lease: Lease, now: float) -> None:
-        """Give the run back to the queue without finishing it."""
+    async def release_run(self, lease: Lease, now: float, ready_at: float | None = None) -> None:
+        """Give the run back to the queue without finishing it (claimable again from ``ready_at``)."""
         ...
 
     async def cancel_run(self, namespace: str, run_id: str, now: float) -> list[str]:
@@ -195,7 +195,7 @@ class Store(Protocol):
         ...
 
     async def reopen_run(self, namespace: str, run_id: str, now: float) -> None:
-        """Make a failed run ready again so it continues from its failed step."""
+        """Make a failed run (and its failed child runs) ready again, to continue from the failed step."""
         ...
 
     async def fork_run(self, run: NewRun, source_run_id: str, step_keys: list[str]) -> RunRow:

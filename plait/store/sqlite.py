@@ -353,12 +353,12 @@ class SQLiteStore:
 
         await self._write(finish)
 
-    async def release_run(self, lease: Lease, now: float) -> None:
+    async def release_run(self, lease: Lease, now: float, ready_at: float | None = None) -> None:
         def release(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "UPDATE plait_runs SET status = 'pending', owner = NULL, lease_expires_at = NULL, updated_at = ? "
-                "WHERE id = ? AND lease_token = ? AND status = 'running'",
-                (now, lease.run_id, lease.token),
+                "UPDATE plait_runs SET status = 'pending', owner = NULL, lease_expires_at = NULL, updated_at = ?, "
+                "ready_at = coalesce(?, ready_at) WHERE id = ? AND lease_token = ? AND status = 'running'",
+                (now, ready_at, lease.run_id, lease.token),
             )
 
         await self._write(release)
@@ -379,10 +379,13 @@ class SQLiteStore:
 
     async def reopen_run(self, namespace: str, run_id: str, now: float) -> None:
         def reopen(conn: sqlite3.Connection) -> None:
+            # Failed child runs are reopened too, so the retried parent finds them running again.
             conn.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = ? AND namespace = ? "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'pending', error = NULL, finished_at = NULL, ready_at = ?, "
-                "retried_at = ?, updated_at = ? WHERE id = ? AND namespace = ? AND status = 'failed'",
-                (now, now, now, run_id, namespace),
+                "retried_at = ?, updated_at = ? WHERE id IN (SELECT id FROM tree) AND status = 'failed'",
+                (run_id, namespace, now, now, now),
             )
 
         await self._write(reopen)

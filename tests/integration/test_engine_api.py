@@ -180,12 +180,14 @@ def test_retry_backoff_waits_on_the_clock(tmp_path: Path) -> None:
     flow = plait.workflow("hourly_flow", input=int).then(hourly).commit()
     with plait.Engine(f"sqlite:///{tmp_path / 'p.db'}", clock=clock) as engine:
         run = engine.start(flow, 1)
-        with pytest.raises(TimeoutError):
-            run.result(timeout=0.3)
+        engine.run_until_idle()
         assert attempts == [1]
+        info = run.info()
+        assert info.status == plait.RunStatus.WAITING  # a long back-off parks the run: no lease, no coroutine
+        assert info.wait is not None and info.wait["kind"] == "retry" and info.wait["attempt"] == 2
         clock.advance(minutes=59)
-        with pytest.raises(TimeoutError):
-            run.result(timeout=0.2)
+        engine.run_until_idle()
+        assert attempts == [1]
         clock.advance(minutes=1)
         assert run.result(timeout=10) == 1
         assert attempts == [1, 2]
@@ -471,3 +473,22 @@ def test_cancelling_a_parent_cancels_its_running_child(engine: plait.Engine) -> 
     children = engine.list_runs(workflow="slow_child").items
     assert [c.status for c in children] == [plait.RunStatus.CANCELLED]
     assert children[0].parent_run_id == run.id
+
+
+def test_retrying_a_parent_reopens_its_failed_child(engine: plait.Engine) -> None:
+    broken = True
+
+    @plait.step
+    def inner(x: int) -> int:
+        if broken:
+            raise RuntimeError("inner broke")
+        return x + 1
+
+    child = plait.workflow("fragile_child", input=int).then(inner).commit()
+    parent = plait.workflow("retry_parent", input=int).then(child).commit()
+    run = engine.start(parent, 1)
+    with pytest.raises(plait.RunFailed, match="child run"):
+        run.result(timeout=10)
+    broken = False
+    assert engine.retry(run.id).result(timeout=10) == 2
+    assert [c.status for c in engine.list_runs(workflow="fragile_child").items] == [plait.RunStatus.SUCCEEDED]

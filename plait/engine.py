@@ -51,7 +51,8 @@ class Engine:
     first use; ``worker=False`` makes a client that only starts and reads runs.
     ``durability="full"`` (default) makes every commit survive power loss;
     ``"normal"`` is faster and survives process crashes but may lose the last
-    commits on power loss.
+    commits on power loss. On PostgreSQL, ``schema`` (or ``?schema=`` in the
+    URL) puts plait's tables in their own schema.
     """
 
     def __init__(
@@ -66,12 +67,13 @@ class Engine:
         poll_interval: float = 0.25,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         durability: Literal["full", "normal"] = "full",
+        schema: str | None = None,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
         self.clock: Clock = clock or SystemClock()
         self._run_worker = worker
-        self._store: Store = open_store(self.url, durability=durability)
+        self._store: Store = open_store(self.url, durability=durability, schema=schema)
         self._workflows: dict[str, dict[str, Workflow[Any, Any]]] = {}
         self._latest: dict[str, Workflow[Any, Any]] = {}
         self._loop = LoopThread("plait-engine", max_threads=max(4, min(concurrency, 64)))

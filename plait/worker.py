@@ -67,6 +67,7 @@ class Worker:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
+        self.store.on_wakeup(self.wake)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="plait-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="plait-heartbeat"),

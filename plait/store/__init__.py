@@ -7,15 +7,24 @@ from plait.store.base import Store
 from plait.store.sqlite import Durability, SQLiteStore
 
 
-def open_store(url: str, *, durability: Durability = "full") -> Store:
-    """The store for ``url``: ``sqlite:///relative.db``, ``sqlite:////abs/path.db``."""
+def open_store(url: str, *, durability: Durability = "full", schema: str | None = None) -> Store:
+    """The store for ``url``.
+
+    ``sqlite:///relative.db``, ``sqlite:////abs/path.db``, or
+    ``postgresql://user@host/db[?schema=name]`` (needs ``pip install 'plait[postgres]'``;
+    ``schema`` puts plait's tables in their own PostgreSQL schema).
+    """
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://")
         path = path[1:] if path.startswith("/") else path
         return SQLiteStore(path or "plait.db", durability=durability)
     if url.startswith(("postgresql://", "postgres://")):
-        raise StoreUnavailable("PostgreSQL support is not available in this version of plait yet; use a sqlite:/// URL")
-    raise StoreUnavailable(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db")
+        from plait.store.postgres import PostgresStore  # loaded only when used: psycopg is an extra
+
+        return PostgresStore(url, schema=schema)
+    raise StoreUnavailable(
+        f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or postgresql://user@host/database"
+    )
 
 
 __all__ = ["SQLiteStore", "Store", "open_store"]

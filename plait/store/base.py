@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -138,6 +139,10 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    def on_wakeup(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the store's loop) when another process makes work ready, if the backend can."""
+        ...
 
     async def create_run(self, run: NewRun) -> tuple[RunRow, bool]:
         """Insert ``run``; an existing run with the same id or idempotency key is returned instead.

@@ -72,6 +72,9 @@ class SQLiteStore:
     async def close(self) -> None:
         self._conn.close()
 
+    def on_wakeup(self, callback: Callable[[], None]) -> None:
+        """SQLite has no notifications: other processes' work is found by polling."""
+
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in a write transaction and return its result once committed.
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 import plait
+from tests.conftest import run_sql
 
 
 class Signup(BaseModel):
@@ -27,9 +26,7 @@ greeting = plait.workflow("greeting", input=Signup, output=str).then(greet).comm
 
 
 def count_runs(db_url: str) -> int:
-    path = db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        return int(conn.execute("SELECT count(*) FROM plait_runs").fetchone()[0])
+    return int(run_sql(db_url, "SELECT count(*) FROM plait_runs")[0][0])
 
 
 def test_input_as_dict_or_model_gives_the_typed_result(engine: plait.Engine) -> None:
@@ -164,7 +161,7 @@ def test_retry_on_limits_which_errors_are_retried(engine: plait.Engine) -> None:
     assert calls == 1
 
 
-def test_retry_backoff_waits_on_the_clock(tmp_path: Path) -> None:
+def test_retry_backoff_waits_on_the_clock(db_url: str) -> None:
     from plait.testing import FakeClock
 
     clock = FakeClock()
@@ -178,7 +175,7 @@ def test_retry_backoff_waits_on_the_clock(tmp_path: Path) -> None:
         return x
 
     flow = plait.workflow("hourly_flow", input=int).then(hourly).commit()
-    with plait.Engine(f"sqlite:///{tmp_path / 'p.db'}", clock=clock) as engine:
+    with plait.Engine(db_url, clock=clock) as engine:
         run = engine.start(flow, 1)
         engine.run_until_idle()
         assert attempts == [1]
@@ -390,11 +387,11 @@ def test_namespaces_on_one_database_never_see_each_other(db_url: str) -> None:
             b.cancel(run.id)
 
 
-def test_delayed_start_waits_for_the_clock(tmp_path: Path) -> None:
+def test_delayed_start_waits_for_the_clock(db_url: str) -> None:
     from plait.testing import FakeClock
 
     clock = FakeClock()
-    with plait.Engine(f"sqlite:///{tmp_path / 'p.db'}", clock=clock) as engine:
+    with plait.Engine(db_url, clock=clock) as engine:
         run = engine.start(greeting, {"email": "a@x", "age": 1}, delay=600)
         with pytest.raises(TimeoutError):
             run.result(timeout=0.3)

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import plait
+from tests.integration.worker_app import shared
 
 APP = Path(__file__).with_name("worker_app.py")
-sys.path.insert(0, str(APP.parent))
 
 
 def test_three_worker_processes_share_one_file_without_losing_or_repeating(tmp_path: Path) -> None:
@@ -26,8 +26,6 @@ def test_three_worker_processes_share_one_file_without_losing_or_repeating(tmp_p
         for worker in workers:
             assert worker.stdout is not None
             assert worker.stdout.readline().strip() == "ready"
-        from worker_app import shared
-
         with plait.Engine(f"sqlite:///{db}", worker=False) as client:
             runs = [client.start(shared, i) for i in range(60)]
             assert [run.result(timeout=60) for run in runs] == [i + 5 for i in range(60)]

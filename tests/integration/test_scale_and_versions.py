@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 import plait
+from tests.conftest import run_sql
 
 
 @plait.step
@@ -67,30 +67,27 @@ def test_expired_lease_of_another_host_is_taken_over(db_url: str, tmp_path: Path
     flow = chain("orphan", 3)
     with plait.Engine(db_url, worker=False) as client:
         run = client.start(flow, 0)
-    db = db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "UPDATE plait_runs SET status = 'running', owner = 'elsewhere:1:1', lease_expires_at = 0, "
-            "lease_token = 7 WHERE id = ?",
-            (run.id,),
-        )
+    run_sql(
+        db_url,
+        "UPDATE plait_runs SET status = 'running', owner = 'elsewhere:1:1', lease_expires_at = 0, "
+        "lease_token = 7 WHERE id = ?",
+        (run.id,),
+    )
     with plait.Engine(db_url) as engine:
         engine.register(flow)
         assert engine.get_run(run.id).result(timeout=10) == 3
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT lease_token FROM plait_runs WHERE id = ?", (run.id,)).fetchone()[0] == 8
+    assert run_sql(db_url, "SELECT lease_token FROM plait_runs WHERE id = ?", (run.id,)) == [(8,)]
 
 
 def test_live_lease_of_another_host_is_left_alone(db_url: str) -> None:
     flow = chain("held", 1)
     with plait.Engine(db_url, worker=False) as client:
         run = client.start(flow, 0)
-    db = db_url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "UPDATE plait_runs SET status = 'running', owner = 'elsewhere:1:1', lease_expires_at = 1e12 WHERE id = ?",
-            (run.id,),
-        )
+    run_sql(
+        db_url,
+        "UPDATE plait_runs SET status = 'running', owner = 'elsewhere:1:1', lease_expires_at = 1e12 WHERE id = ?",
+        (run.id,),
+    )
     with plait.Engine(db_url, poll_interval=0.01) as engine:
         engine.register(flow)
         with pytest.raises(TimeoutError):

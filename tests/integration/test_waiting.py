@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ from pydantic import BaseModel
 
 import plait
 from plait.testing import FakeClock
+from tests.conftest import run_sql
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -51,8 +51,7 @@ def test_sleep_parks_the_run_without_a_lease_until_due(engine: plait.Engine, clo
     info = settled(engine, run, plait.RunStatus.WAITING)
     assert info.wait is not None and info.wait["kind"] == "sleep"
     assert info.wait["wake_at"] == (START + timedelta(days=3)).timestamp()
-    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as conn:
-        assert conn.execute("SELECT owner FROM plait_runs WHERE id = ?", (run.id,)).fetchone() == (None,)
+    assert run_sql(db_url, "SELECT owner FROM plait_runs WHERE id = ?", (run.id,)) == [(None,)]
     clock.advance(days=2, hours=23)
     settled(engine, run, plait.RunStatus.WAITING)
     clock.advance(hours=1)

@@ -1,0 +1,578 @@
+"""PostgreSQL backend: psycopg 3 with a pool, ``FOR UPDATE SKIP LOCKED`` claims, LISTEN/NOTIFY wake-ups.
+
+Every worker on every machine shares the work through these tables; the
+database is the only coordination point. Row locks on the run serialize the
+things that race (a claim, a step commit, an event, a park), so the
+transactions stay short and nothing else is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from plait.errors import LeaseLost, RunCancelledSignal, StoreUnavailable
+from plait.store.base import (
+    CLAIMABLE_STATUSES,
+    TERMINAL_STATUSES,
+    Lease,
+    NewRun,
+    Park,
+    RunFilter,
+    RunRow,
+    StepRow,
+    WaitRow,
+)
+from plait.store.postgres_schema import MIGRATIONS
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+except ImportError as missing:  # pragma: no cover - exercised only without the extra installed
+    raise StoreUnavailable("PostgreSQL support needs psycopg: pip install 'plait[postgres]'") from missing
+
+T = TypeVar("T")
+Cursor = psycopg.AsyncCursor[Any]
+
+log = logging.getLogger("plait.store.postgres")
+
+RUN_COLUMNS = (
+    "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
+    "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
+    "ready_at, retried_at, owner, lease_token, wait_info"
+)
+STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
+WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
+CHANNEL = "plait_wakeup"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def split_schema(url: str, schema: str | None) -> tuple[str, str]:
+    """The connection URL without plait's own ``?schema=`` parameter, and the schema to use."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    from_url = next((value for key, value in query if key == "schema"), None)
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    chosen = schema or from_url or "public"
+    if not _SCHEMA_NAME.match(chosen):
+        raise StoreUnavailable(f"invalid PostgreSQL schema name {chosen!r}: use lowercase letters, digits and '_'")
+    return urlunsplit(parts._replace(query=rest)), chosen
+
+
+class PostgresStore:
+    """The ``Store`` on PostgreSQL; plait's tables live in ``schema`` (default ``public``)."""
+
+    def __init__(self, url: str, *, schema: str | None = None, max_connections: int = 10) -> None:
+        self.url, self.schema = split_schema(url, schema)
+        self._pool = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=max_connections,
+            open=False,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            timeout=30.0,
+        )
+        self._listener: asyncio.Task[None] | None = None
+        self._wakeup: Callable[[], None] | None = None
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+
+    async def _ensure_open(self) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=30.0)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def _cursor(self, *, write: bool) -> AsyncIterator[Cursor]:
+        """A cursor in a transaction (``write``) or in autocommit; driver errors become StoreUnavailable."""
+        try:
+            async with self._pool.connection() as conn:
+                if write:
+                    async with conn.transaction(), conn.cursor() as cursor:
+                        yield cursor
+                else:
+                    async with conn.cursor() as cursor:
+                        yield cursor
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL failed: {exc}") from exc
+
+    async def _write(self, work: Callable[[Cursor], Awaitable[T]]) -> T:
+        async with self._cursor(write=True) as cursor:
+            return await work(cursor)
+
+    async def _read(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self._cursor(write=False) as cursor:
+            await cursor.execute(query, params)
+            return await cursor.fetchall()
+
+    async def _notify(self, cursor: Cursor, namespace: str) -> None:
+        """Wake idle workers of this schema and namespace once the transaction commits."""
+        await cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.schema}/{namespace}"))
+
+    # -- schema and wake-ups -------------------------------------------------
+
+    async def migrate(self) -> None:
+        await self._ensure_open()
+        # Everyone who starts at once queues on one advisory lock; the first migrates, the rest see it done.
+        lock_key = zlib.crc32(f"plait:{self.schema}".encode())
+
+        async def apply(cursor: Cursor) -> None:
+            await cursor.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+            await cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            await cursor.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema)))
+            await cursor.execute("CREATE TABLE IF NOT EXISTS plait_schema (version INTEGER NOT NULL)")
+            await cursor.execute("SELECT max(version) FROM plait_schema")
+            row = await cursor.fetchone()
+            current = row[0] if row and row[0] else 0
+            for version, script in enumerate(MIGRATIONS, start=1):
+                if version > current:
+                    await cursor.execute(script)
+                    await cursor.execute("INSERT INTO plait_schema (version) VALUES (%s)", (version,))
+
+        await self._write(apply)
+
+    async def schema_version(self) -> int:
+        rows = await self._read("SELECT max(version) FROM plait_schema")
+        return int(rows[0][0] or 0)
+
+    def on_wakeup(self, callback: Callable[[], None]) -> None:
+        self._wakeup = callback
+        if self._listener is None:
+            self._listener = asyncio.ensure_future(self._listen())
+
+    async def _listen(self) -> None:
+        """Call the wake-up callback on every NOTIFY for this schema; reconnect after outages."""
+        mine = f"{self.schema}/"
+        pause = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                async with conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+                    pause = 0.5
+                    if self._wakeup:
+                        self._wakeup()  # anything missed while disconnected
+                    async for note in conn.notifies():
+                        if note.payload.startswith(mine) and self._wakeup:
+                            self._wakeup()
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error as exc:
+                log.warning("plait: PostgreSQL listener lost its connection (%s); retrying in %.1fs", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
+    # -- runs ----------------------------------------------------------------
+
+    async def create_run(self, run: NewRun) -> tuple[RunRow, bool]:
+        async def insert(cursor: Cursor) -> tuple[RunRow, bool]:
+            status = "running" if run.owner else "pending"
+            await cursor.execute(
+                "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
+                "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
+                "started_at, ready_at, owner, lease_expires_at, lease_token) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                f"ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}",
+                (
+                    run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
+                    run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
+                    run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
+                    run.owner, run.lease_expires_at, 1 if run.owner else 0,
+                ),
+            )  # fmt: skip
+            created = await cursor.fetchone()
+            if created is not None:
+                if not run.owner:
+                    await self._notify(cursor, run.namespace)
+                return RunRow(*created), True
+            await cursor.execute(
+                f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = %s "
+                "OR (namespace = %s AND idempotency_key = %s) ORDER BY (id = %s) DESC LIMIT 1",
+                (run.id, run.namespace, run.idempotency_key, run.id),
+            )
+            existing = await cursor.fetchone()
+            if existing is None:  # the conflicting run was deleted meanwhile: let the caller try again
+                raise StoreUnavailable(f"run {run.id} could not be created or found; try again")
+            return RunRow(*existing), False
+
+        return await self._write(insert)
+
+    async def get_run(self, namespace: str, run_id: str) -> RunRow | None:
+        rows = await self._read(
+            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = %s AND namespace = %s", (run_id, namespace)
+        )
+        return RunRow(*rows[0]) if rows else None
+
+    async def list_runs(
+        self, namespace: str, where: RunFilter, limit: int, after: tuple[float, str] | None
+    ) -> list[RunRow]:
+        clauses = ["namespace = %s"]
+        params: list[Any] = [namespace]
+        if where.workflow_id is not None:
+            clauses.append("workflow_id = %s")
+            params.append(where.workflow_id)
+        if where.status is not None:
+            clauses.append("status = %s")
+            params.append(where.status)
+        if where.waiting_for_version:
+            clauses.append("status IN ('pending', 'waiting') AND status_message IS NOT NULL")
+        if where.parent_run_id is not None:
+            clauses.append("parent_run_id = %s")
+            params.append(where.parent_run_id)
+        if after is not None:
+            clauses.append("(created_at, id) < (%s, %s)")
+            params.extend([after[0], after[1]])
+        query = (
+            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE {' AND '.join(clauses)} "
+            "ORDER BY created_at DESC, id DESC LIMIT %s"
+        )
+        return [RunRow(*row) for row in await self._read(query, [*params, limit])]
+
+    async def has_ready_runs(self, namespace: str, refs: list[str], now: float, wall_now: float) -> bool:
+        rows = await self._read(
+            "SELECT 1 FROM plait_runs WHERE namespace = %s AND status = ANY(%s) AND ready_at <= %s "
+            "AND (owner IS NULL OR lease_expires_at < %s) AND workflow_id || '@' || workflow_version = ANY(%s) "
+            "LIMIT 1",
+            (namespace, list(CLAIMABLE_STATUSES), now, wall_now, refs),
+        )
+        return bool(rows)
+
+    async def claim_runs(
+        self, namespace: str, owner: str, refs: list[str], now: float, wall_now: float, lease_until: float, limit: int
+    ) -> list[RunRow]:
+        if not refs or limit <= 0 or not await self.has_ready_runs(namespace, refs, now, wall_now):
+            return []
+
+        async def claim(cursor: Cursor) -> list[RunRow]:
+            # SKIP LOCKED: workers claiming at the same moment take different runs instead of queueing.
+            await cursor.execute(
+                "UPDATE plait_runs SET status = 'running', owner = %s, lease_expires_at = %s, "
+                "lease_token = lease_token + 1, started_at = coalesce(started_at, %s), status_message = NULL, "
+                "wait_info = NULL, updated_at = %s "
+                "WHERE id IN (SELECT id FROM plait_runs WHERE namespace = %s AND status = ANY(%s) "
+                "AND ready_at <= %s AND (owner IS NULL OR lease_expires_at < %s) "
+                "AND workflow_id || '@' || workflow_version = ANY(%s) "
+                "ORDER BY priority DESC, ready_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                f"RETURNING {RUN_COLUMNS}",
+                (owner, lease_until, now, now, namespace, list(CLAIMABLE_STATUSES), now, wall_now, refs, limit),
+            )
+            rows = [RunRow(*row) for row in await cursor.fetchall()]
+            return sorted(rows, key=lambda r: (-r.priority, r.ready_at, r.id))
+
+        return await self._write(claim)
+
+    async def release_owners(self, namespace: str, owners: list[str]) -> int:
+        if not owners:
+            return 0
+
+        async def release(cursor: Cursor) -> int:
+            await cursor.execute(
+                "UPDATE plait_runs SET owner = NULL, lease_expires_at = NULL, status = 'pending' "
+                "WHERE namespace = %s AND status = 'running' AND owner = ANY(%s)",
+                (namespace, owners),
+            )
+            count = cursor.rowcount
+            await self._notify(cursor, namespace)
+            return count
+
+        return await self._write(release)
+
+    async def owners_on_host(self, namespace: str, host: str) -> list[str]:
+        rows = await self._read(
+            "SELECT DISTINCT owner FROM plait_runs WHERE namespace = %s AND status = 'running' "
+            "AND starts_with(owner, %s)",
+            (namespace, host + ":"),
+        )
+        return [row[0] for row in rows]
+
+    async def heartbeat(self, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
+        async def beat(cursor: Cursor) -> list[str]:
+            await cursor.execute(
+                "UPDATE plait_runs SET lease_expires_at = %s WHERE owner = %s AND status = 'running'",
+                (lease_until, owner),
+            )
+            await cursor.execute("SELECT id FROM plait_runs WHERE id = ANY(%s) AND status = 'cancelled'", (run_ids,))
+            return [row[0] for row in await cursor.fetchall()]
+
+        return await self._write(beat)
+
+    async def load_steps(self, run_id: str) -> list[StepRow]:
+        rows = await self._read(
+            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE run_id = %s ORDER BY started_at, step_key, attempt",
+            (run_id,),
+        )
+        return [StepRow(*row) for row in rows]
+
+    @staticmethod
+    async def _fence(cursor: Cursor, lease: Lease) -> str:
+        """Refuse the write unless this lease still holds the running run; returns its namespace.
+
+        FOR UPDATE holds the run's row until commit, so no claim can slip in between.
+        """
+        await cursor.execute(
+            "SELECT status, lease_token, namespace FROM plait_runs WHERE id = %s FOR UPDATE", (lease.run_id,)
+        )
+        row = await cursor.fetchone()
+        if row is not None and row[0] == "running" and row[1] == lease.token:
+            return str(row[2])
+        if row is not None and row[0] == "cancelled":
+            raise RunCancelledSignal(lease.run_id)
+        raise LeaseLost(
+            f"run {lease.run_id}: this worker's lease (token {lease.token}) was taken over"
+            f"{'' if row is None else f' (token now {row[1]}, status {row[0]})'}; its result was discarded"
+        )
+
+    @staticmethod
+    async def _insert_step(cursor: Cursor, step: StepRow) -> None:
+        await cursor.execute(
+            f"INSERT INTO plait_steps ({STEP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
+                step.error, step.started_at, step.finished_at,
+            ),
+        )  # fmt: skip
+
+    async def record_step(self, lease: Lease, step: StepRow) -> None:
+        async def record(cursor: Cursor) -> None:
+            await self._fence(cursor, lease)
+            await self._insert_step(cursor, step)
+
+        await self._write(record)
+
+    async def finish_run(
+        self, lease: Lease, status: str, output: str | None, error: str | None, now: float, last_step: StepRow | None
+    ) -> None:
+        async def finish(cursor: Cursor) -> None:
+            namespace = await self._fence(cursor, lease)
+            if last_step is not None:
+                await self._insert_step(cursor, last_step)
+            await cursor.execute(
+                "UPDATE plait_runs SET status = %s, output = %s, error = %s, finished_at = %s, updated_at = %s, "
+                "owner = NULL, lease_expires_at = NULL, wait_info = NULL WHERE id = %s RETURNING parent_run_id",
+                (status, output, error, now, now, lease.run_id),
+            )
+            parent = await cursor.fetchone()
+            if parent is not None and parent[0] is not None:
+                # A parent parked on this child run continues now.
+                await cursor.execute(
+                    "UPDATE plait_runs SET ready_at = %s WHERE id = %s AND status = 'waiting'", (now, parent[0])
+                )
+                if cursor.rowcount:
+                    await self._notify(cursor, namespace)
+
+        await self._write(finish)
+
+    async def release_run(self, lease: Lease, now: float, ready_at: float | None = None) -> None:
+        async def release(cursor: Cursor) -> None:
+            await cursor.execute(
+                "UPDATE plait_runs SET status = 'pending', owner = NULL, lease_expires_at = NULL, updated_at = %s, "
+                "ready_at = coalesce(%s, ready_at) WHERE id = %s AND lease_token = %s AND status = 'running' "
+                "RETURNING namespace",
+                (now, ready_at, lease.run_id, lease.token),
+            )
+            row = await cursor.fetchone()
+            if row is not None:
+                await self._notify(cursor, row[0])
+
+        await self._write(release)
+
+    async def cancel_run(self, namespace: str, run_id: str, now: float) -> list[str]:
+        async def cancel(cursor: Cursor) -> list[str]:
+            await cursor.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = %s AND namespace = %s "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
+                "UPDATE plait_runs SET status = 'cancelled', finished_at = %s, updated_at = %s, owner = NULL, "
+                "lease_expires_at = NULL WHERE id IN (SELECT id FROM tree) AND NOT (status = ANY(%s)) RETURNING id",
+                (run_id, namespace, now, now, list(TERMINAL_STATUSES)),
+            )
+            return [row[0] for row in await cursor.fetchall()]
+
+        return await self._write(cancel)
+
+    async def reopen_run(self, namespace: str, run_id: str, now: float) -> None:
+        async def reopen(cursor: Cursor) -> None:
+            await cursor.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = %s AND namespace = %s "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
+                "UPDATE plait_runs SET status = 'pending', error = NULL, finished_at = NULL, ready_at = %s, "
+                "retried_at = %s, updated_at = %s WHERE id IN (SELECT id FROM tree) AND status = 'failed'",
+                (run_id, namespace, now, now, now),
+            )
+            await self._notify(cursor, namespace)
+
+        await self._write(reopen)
+
+    async def fork_run(self, run: NewRun, source_run_id: str, step_keys: list[str]) -> RunRow:
+        async def fork(cursor: Cursor) -> RunRow:
+            await cursor.execute(
+                "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
+                "metadata, created_at, updated_at, ready_at) "
+                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
+                (
+                    run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
+                    run.metadata, run.created_at, run.created_at, run.ready_at,
+                ),
+            )  # fmt: skip
+            row = await cursor.fetchone()
+            await cursor.execute(
+                f"INSERT INTO plait_steps ({STEP_COLUMNS}) SELECT %s, step_key, step_id, attempt, status, input, "
+                "output, error, started_at, finished_at FROM plait_steps WHERE run_id = %s AND output IS NOT NULL "
+                "AND step_key = ANY(%s)",
+                (run.id, source_run_id, step_keys),
+            )
+            await self._notify(cursor, run.namespace)
+            assert row is not None
+            return RunRow(*row)
+
+        return await self._write(fork)
+
+    async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
+        async def mark(cursor: Cursor) -> int:
+            await cursor.execute(
+                "UPDATE plait_runs SET status_message = 'waiting for a worker that has workflow ''' || workflow_id "
+                "|| ''' version ''' || workflow_version || ''' registered' "
+                "WHERE namespace = %s AND status IN ('pending', 'waiting') AND owner IS NULL AND ready_at <= %s "
+                "AND status_message IS NULL AND NOT (workflow_id || '@' || workflow_version = ANY(%s))",
+                (namespace, ready_before, refs),
+            )
+            return cursor.rowcount
+
+        return await self._write(mark)
+
+    # -- waiting -------------------------------------------------------------
+
+    async def load_waits(self, run_id: str) -> list[WaitRow]:
+        rows = await self._read(f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE run_id = %s", (run_id,))
+        return [WaitRow(*row) for row in rows]
+
+    async def park_run(self, lease: Lease, park: Park, now: float) -> None:
+        async def do_park(cursor: Cursor) -> None:
+            namespace = await self._fence(cursor, lease)
+            if park.wait is not None:
+                wait = park.wait
+                await cursor.execute(
+                    f"INSERT INTO plait_waits ({WAIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (run_id, step_key) DO UPDATE SET kind = EXCLUDED.kind, wake_at = EXCLUDED.wake_at, "
+                    "deadline = EXCLUDED.deadline, event_name = EXCLUDED.event_name, state = EXCLUDED.state, "
+                    "created_at = EXCLUDED.created_at",
+                    (
+                        wait.run_id, wait.step_key, wait.kind, wait.wake_at, wait.deadline, wait.event_name,
+                        wait.state, wait.created_at,
+                    ),
+                )  # fmt: skip
+            if park.clear_events is not None:
+                await cursor.execute(
+                    "DELETE FROM plait_inbox WHERE run_id = %s AND name = %s", (lease.run_id, park.clear_events)
+                )
+            ready_at = park.ready_at
+            if park.wake_on is not None:
+                await cursor.execute(
+                    "SELECT 1 FROM plait_inbox WHERE run_id = %s AND name = %s AND consumed_by IS NULL LIMIT 1",
+                    (lease.run_id, park.wake_on),
+                )
+                ready_at = now if await cursor.fetchone() else ready_at
+            if park.wake_if_done is not None:
+                await cursor.execute(
+                    "SELECT 1 FROM plait_runs WHERE id = %s AND status = ANY(%s)",
+                    (park.wake_if_done, list(TERMINAL_STATUSES)),
+                )
+                ready_at = now if await cursor.fetchone() else ready_at
+            await cursor.execute(
+                "UPDATE plait_runs SET status = %s, ready_at = %s, wait_info = %s, owner = NULL, "
+                "lease_expires_at = NULL, updated_at = %s WHERE id = %s",
+                (park.status, ready_at, park.wait_info, now, lease.run_id),
+            )
+            if ready_at <= now:
+                await self._notify(cursor, namespace)
+
+        await self._write(do_park)
+
+    async def consume_event(self, lease: Lease, name: str, step_key: str, record: StepRow | None) -> str | None:
+        async def consume(cursor: Cursor) -> str | None:
+            await self._fence(cursor, lease)
+            await cursor.execute(
+                "SELECT id, payload FROM plait_inbox WHERE run_id = %s AND name = %s AND consumed_by IS NULL "
+                "ORDER BY id LIMIT 1 FOR UPDATE",
+                (lease.run_id, name),
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return None
+            await cursor.execute("UPDATE plait_inbox SET consumed_by = %s WHERE id = %s", (step_key, row[0]))
+            if record is not None:
+                await self._insert_step(
+                    cursor,
+                    StepRow(
+                        record.run_id, record.step_key, record.step_id, record.attempt, record.status,
+                        record.input, row[1], record.error, record.started_at, record.finished_at,
+                    ),
+                )  # fmt: skip
+            return str(row[1])
+
+        return await self._write(consume)
+
+    async def peek_event(self, run_id: str, name: str) -> str | None:
+        rows = await self._read(
+            "SELECT payload FROM plait_inbox WHERE run_id = %s AND name = %s AND consumed_by IS NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (run_id, name),
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def send_event(
+        self, namespace: str, run_id: str, name: str, payload: str, event_id: str | None, now: float, wakes: str
+    ) -> tuple[str | None, bool]:
+        async def send(cursor: Cursor) -> tuple[str | None, bool]:
+            # Locking the run serializes this with a park of the same run: one of them sees the other.
+            await cursor.execute(
+                "SELECT status FROM plait_runs WHERE id = %s AND namespace = %s FOR UPDATE", (run_id, namespace)
+            )
+            found = await cursor.fetchone()
+            if found is None:
+                return None, False
+            repeated = False
+            if event_id is not None:
+                await cursor.execute(
+                    "SELECT 1 FROM plait_inbox WHERE run_id = %s AND event_id = %s", (run_id, event_id)
+                )
+                repeated = await cursor.fetchone() is not None
+            if repeated or found[0] in TERMINAL_STATUSES:
+                return ("duplicate" if repeated else str(found[0])), False
+            await cursor.execute(
+                "INSERT INTO plait_inbox (run_id, name, event_id, payload, created_at) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (run_id, name, event_id, payload, now),
+            )
+            inserted = cursor.rowcount == 1
+            if inserted and found[0] == wakes:
+                await cursor.execute(
+                    "UPDATE plait_runs SET status = 'waiting', ready_at = %s, updated_at = %s WHERE id = %s",
+                    (now, now, run_id),
+                )
+                await self._notify(cursor, namespace)
+            return str(found[0]), inserted
+
+        return await self._write(send)
+
+    async def next_ready_at(self, namespace: str, now: float) -> float | None:
+        rows = await self._read(
+            "SELECT min(ready_at) FROM plait_runs WHERE namespace = %s AND status = ANY(%s) AND ready_at > %s",
+            (namespace, list(CLAIMABLE_STATUSES), now),
+        )
+        return None if rows[0][0] is None else float(rows[0][0])

@@ -1,0 +1,77 @@
+"""PostgreSQL schema migrations, applied in order under an advisory lock; never edit a released one."""
+
+MIGRATIONS: list[str] = [
+    # 1: runs and step attempts.
+    """
+    CREATE TABLE plait_runs (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        workflow_version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT NOT NULL,
+        output TEXT,
+        error TEXT,
+        idempotency_key TEXT,
+        priority INTEGER NOT NULL DEFAULT 0,
+        metadata TEXT,
+        parent_run_id TEXT,
+        parent_step_key TEXT,
+        status_message TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        ready_at DOUBLE PRECISION NOT NULL,
+        retried_at DOUBLE PRECISION,
+        owner TEXT,
+        lease_expires_at DOUBLE PRECISION,
+        lease_token BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX plait_runs_idempotency ON plait_runs (namespace, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX plait_runs_ready ON plait_runs (namespace, status, ready_at);
+    CREATE INDEX plait_runs_listing ON plait_runs (namespace, created_at, id);
+    CREATE INDEX plait_runs_owner ON plait_runs (owner) WHERE owner IS NOT NULL;
+    CREATE INDEX plait_runs_parent ON plait_runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+    CREATE TABLE plait_steps (
+        run_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        step_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT,
+        output TEXT,
+        error TEXT,
+        started_at DOUBLE PRECISION NOT NULL,
+        finished_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (run_id, step_key, attempt)
+    );
+    """,
+    # 2: durable waits and events sent to runs.
+    """
+    ALTER TABLE plait_runs ADD COLUMN wait_info TEXT;
+    CREATE TABLE plait_waits (
+        run_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        wake_at DOUBLE PRECISION,
+        deadline DOUBLE PRECISION,
+        event_name TEXT,
+        state TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (run_id, step_key)
+    );
+    CREATE TABLE plait_inbox (
+        id BIGSERIAL PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        event_id TEXT,
+        payload TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        consumed_by TEXT
+    );
+    CREATE INDEX plait_inbox_pending ON plait_inbox (run_id, name, id) WHERE consumed_by IS NULL;
+    CREATE UNIQUE INDEX plait_inbox_dedupe ON plait_inbox (run_id, event_id) WHERE event_id IS NOT NULL;
+    """,
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
@@ -40,11 +41,35 @@ def version() -> None:
 
 
 @app.command()
-def worker(app_spec: AppOption) -> None:
-    """Run a worker for the engine's workflows until SIGINT or SIGTERM."""
+def worker(
+    app_spec: AppOption,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", envvar="PLAIT_CONCURRENCY", min=1, help="runs at once")
+    ] = 64,
+    grace: Annotated[
+        float, typer.Option("--grace", envvar="PLAIT_GRACE", min=0, help="seconds to drain on SIGTERM")
+    ] = 30.0,
+) -> None:
+    """Run a worker for the engine's workflows until SIGINT or SIGTERM.
+
+    On SIGTERM it stops claiming, lets running runs reach a step boundary for
+    up to --grace seconds, hands back the rest to other workers, and exits 0.
+    """
     engine = load_engine(app_spec)
-    typer.echo(f"plait worker on {engine.url} (namespace {engine.namespace}); Ctrl-C to stop")
-    engine.work()
+    typer.echo(
+        f"plait worker on {redact_url(engine.url)} (namespace {engine.namespace}, concurrency {concurrency}); "
+        "Ctrl-C to stop"
+    )
+    engine.work(concurrency=concurrency, grace=grace)
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @app.command("workflows")

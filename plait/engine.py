@@ -89,6 +89,7 @@ class Engine:
             max_payload_bytes=max_payload_bytes,
         )
         self._started = False
+        self._grace = 0.0
         self._closed = threading.Event()
         self._start_lock = threading.Lock()
         self._loop.run(self._store.migrate())
@@ -121,7 +122,7 @@ class Engine:
 
     async def _shutdown(self) -> None:
         if self._started:
-            await self._worker.stop()
+            await self._worker.stop(self._grace)
         await self._store.close()
 
     def __enter__(self) -> Engine:
@@ -138,11 +139,19 @@ class Engine:
     ) -> None:
         await self.aclose()
 
-    def work(self) -> None:
-        """Run this process's worker in the foreground until SIGINT/SIGTERM or ``close()``."""
+    def work(self, *, concurrency: int | None = None, grace: float = 30.0) -> None:
+        """Run this process's worker in the foreground until SIGINT/SIGTERM or ``close()``.
+
+        On SIGTERM it stops claiming, lets running runs reach a step boundary
+        for up to ``grace`` seconds, hands back what is left, and returns.
+        """
+        if concurrency is not None:
+            self._worker.set_concurrency(concurrency)
         self._run_worker = True
+        self._grace = grace
         self._ensure_started()
-        if threading.current_thread() is threading.main_thread():
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread:
             previous = signal.signal(signal.SIGTERM, lambda *_: self._closed.set())
         try:
             while not self._closed.wait(0.5):
@@ -150,7 +159,7 @@ class Engine:
         except KeyboardInterrupt:
             pass
         finally:
-            if threading.current_thread() is threading.main_thread():
+            if on_main_thread:
                 signal.signal(signal.SIGTERM, previous)
             self._closed.clear()
             self.close()

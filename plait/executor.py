@@ -53,6 +53,7 @@ class RunHost(Protocol):
     store: Store
     clock: Clock
     max_payload_bytes: int
+    draining: bool
 
     async def run_child(
         self, parent: RunRow, step_key: str, child_run_id: str, workflow: Workflow[Any, Any], input_json: str
@@ -382,6 +383,8 @@ class RunExecution:
     async def _run_task(self, task: Task, key: str, value: Any) -> Any:
         if key in self._resolved:
             return _replay(task, self._resolved[key])
+        if self.host.draining:  # the worker is shutting down: hand the run back at this step boundary
+            self._park("pending", self._now(), None, {"kind": "handed_back", "step_id": task.id})
         if isinstance(task, ChildTask):
             return await self._run_child(task, key, value)
         return await self._run_step(task, key, value)

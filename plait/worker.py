@@ -61,6 +61,7 @@ class Worker:
         self._waiters: dict[str, list[asyncio.Future[RunRow]]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self.draining = False
         self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
 
@@ -76,6 +77,11 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    def set_concurrency(self, concurrency: int) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._concurrency = concurrency
+
     @property
     def has_capacity(self) -> bool:
         return not self._stopping and len(self._active) < self._concurrency
@@ -83,16 +89,26 @@ class Worker:
     def lease_until(self) -> float:
         return wall_seconds() + self._lease_seconds
 
-    async def stop(self) -> None:
-        """Stop claiming, and hand back every run still held so another worker continues it at once."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop claiming; give running runs ``grace`` seconds to reach a step boundary, then hand back the rest.
+
+        A run that reaches a step boundary while draining is handed back there
+        (its finished steps are committed), so another worker continues it at once.
+        """
         self._stopping = True
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        self.draining = True
+        claim_loop, *others = self._loops
+        claim_loop.cancel()
+        await asyncio.gather(claim_loop, return_exceptions=True)
         tasks = [task for task, _ in self._active.values()]
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for loop in others:
+            loop.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     # -- claiming ------------------------------------------------------------
 

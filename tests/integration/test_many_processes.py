@@ -1,32 +1,49 @@
-"""Several real processes share one SQLite file: every run completes, every step runs once."""
+"""Several real worker processes share one database: nothing is lost or repeated, even under SIGKILL."""
 
 from __future__ import annotations
 
 import collections
+import os
+import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+
 import plait
+from tests.conftest import run_sql
 from tests.integration.worker_app import shared
 
 APP = Path(__file__).with_name("worker_app.py")
 
 
-def test_three_worker_processes_share_one_file_without_losing_or_repeating(tmp_path: Path) -> None:
-    db, log = tmp_path / "shared.db", tmp_path / "steps.log"
-    workers = [
-        subprocess.Popen(
-            [sys.executable, str(APP), str(db), str(log)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for _ in range(3)
-    ]
+def start_worker(url: str, ledger: Path, *extra: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(APP), url, str(ledger), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def ledger_keys(ledger: Path) -> collections.Counter[str]:
+    return collections.Counter(line.split()[0] for line in ledger.read_text().splitlines())
+
+
+def assert_each_step_committed_once(url: str, runs: int) -> None:
+    rows = run_sql(url, "SELECT run_id, step_key, count(*) FROM plait_steps WHERE status = 'succeeded' GROUP BY 1, 2")
+    assert len(rows) == runs * 5
+    assert {row[2] for row in rows} == {1}
+
+
+def test_three_worker_processes_share_the_work_without_losing_or_repeating(db_url: str, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    workers = [start_worker(db_url, ledger) for _ in range(3)]
     try:
-        for worker in workers:
-            assert worker.stdout is not None
-            assert worker.stdout.readline().strip() == "ready"
-        with plait.Engine(f"sqlite:///{db}", worker=False) as client:
+        with plait.Engine(db_url, worker=False) as client:
             runs = [client.start(shared, i) for i in range(60)]
             assert [run.result(timeout=60) for run in runs] == [i + 5 for i in range(60)]
     finally:
@@ -36,6 +53,44 @@ def test_three_worker_processes_share_one_file_without_losing_or_repeating(tmp_p
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err
         assert "locked" not in err
-    counts = collections.Counter(log.read_text().split())
+    counts = ledger_keys(ledger)
     assert len(counts) == 60 * 5
     assert set(counts.values()) == {1}
+    assert_each_step_committed_once(db_url, 60)
+
+
+@pytest.mark.timeout(240)
+def test_chaos_random_sigkills_lose_nothing_and_commit_each_step_once(db_url: str, tmp_path: Path) -> None:
+    on_postgres = db_url.startswith("postgresql")
+    processes, total = (3, 500) if on_postgres else (2, 150)
+    ledger = tmp_path / "ledger"
+    workers = [start_worker(db_url, ledger, "0.2") for _ in range(processes)]
+    kills = 0
+    chooser = random.Random(7)
+    try:
+        with plait.Engine(db_url, worker=False) as client:
+            runs = [client.start(shared, i) for i in range(total)]
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                done = client.list_runs(status="succeeded", limit=1).items
+                if done and len(client.list_runs(status="succeeded", limit=1000).items) == total:
+                    break
+                time.sleep(1.0)  # the chaos rhythm: one SIGKILL about every second
+                victim = chooser.randrange(processes)
+                os.kill(workers[victim].pid, signal.SIGKILL)
+                workers[victim].communicate(timeout=10)
+                workers[victim] = start_worker(db_url, ledger, "0.2")
+                kills += 1
+            results = [run.result(timeout=60) for run in runs]
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.communicate(timeout=30)
+    assert kills >= 2, "the workload finished before the chaos started; make it bigger"
+    assert results == [i + 5 for i in range(total)]
+    assert_each_step_committed_once(db_url, total)
+    counts = ledger_keys(ledger)
+    assert len(counts) == total * 5  # every step ran at least once
+    repeats = sum(n - 1 for n in counts.values())
+    assert repeats <= kills * 16  # only steps in flight in a killed worker ran again

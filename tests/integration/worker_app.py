@@ -1,20 +1,29 @@
-"""A worker process for multi-process tests: ``python worker_app.py DB LOG``; stops on SIGTERM."""
+"""A worker process for multi-process tests.
+
+    python worker_app.py URL LEDGER [STEP_SECONDS] [LEASE_SECONDS]
+
+Runs ``engine.work()`` on URL until SIGTERM. Each step of the 5-step
+``shared`` workflow appends ``<idempotency key> <pid>`` to the LEDGER file
+(one O_APPEND write per line, so lines from processes never interleave),
+then sleeps STEP_SECONDS.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 import plait
 
-DB, LOG = (sys.argv[1], sys.argv[2]) if len(sys.argv) > 2 else ("", "")
+LEDGER = ""
+STEP_SECONDS = 0.0
 
 
-def record(name: str) -> None:
-    line = f"{name}\n".encode()
-    fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+def record(key: str) -> None:
+    fd = os.open(LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
-        os.write(fd, line)  # one O_APPEND write per line: lines from processes never interleave
+        os.write(fd, f"{key} {os.getpid()}\n".encode())
     finally:
         os.close(fd)
 
@@ -22,6 +31,8 @@ def record(name: str) -> None:
 def make_step(index: int) -> plait.Step[int, int]:
     def body(ctx: plait.Context, value: int) -> int:
         record(ctx.idempotency_key)
+        if STEP_SECONDS:
+            time.sleep(STEP_SECONDS)  # the step's own work, so that kills and pauses land inside steps
         return value + 1
 
     body.__name__ = f"p{index}"
@@ -34,7 +45,10 @@ for i in range(5):
 shared = builder.commit()
 
 if __name__ == "__main__":
-    engine = plait.Engine(f"sqlite:///{DB}", poll_interval=0.02)
+    url, LEDGER = sys.argv[1], sys.argv[2]
+    STEP_SECONDS = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    lease_seconds = float(sys.argv[4]) if len(sys.argv) > 4 else 30.0
+    engine = plait.Engine(url, poll_interval=0.02, lease_seconds=lease_seconds)
     engine.register(shared)
     print("ready", flush=True)
-    engine.work()
+    engine.work(concurrency=16, grace=5)

@@ -324,7 +324,15 @@ class Worker:
         deadline = None if timeout is None else loop.time() + timeout
         poll = 0.05
         while True:
-            row = await self.store.get_run(namespace, run_id)
+            try:
+                row = await self.store.get_run(namespace, run_id)
+            except StoreUnavailable as exc:  # an outage is not the run's failure: keep waiting
+                log.warning("plait: waiting for run %s, the store is unavailable: %s", run_id, exc)
+                await asyncio.sleep(poll)
+                poll = min(poll * 1.5, 1.0)
+                if deadline is not None and loop.time() > deadline:
+                    raise
+                continue
             if row is None:
                 raise RunNotFound(f"no run {run_id!r} in namespace {namespace!r}")
             if row.is_terminal:

@@ -8,7 +8,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,45 @@ def test_chaos_random_sigkills_lose_nothing_and_commit_each_step_once(db_url: st
     assert len(counts) == total * 5  # every step ran at least once
     repeats = sum(n - 1 for n in counts.values())
     assert repeats <= kills * 16  # only steps in flight in a killed worker ran again
+
+
+def test_a_paused_worker_past_its_lease_cannot_commit(db_url: str, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    zombie = start_worker(db_url, ledger, "1.5", "1.0")  # each step takes 1.5 s; lease 1 s
+    zombie_log: list[str] = []
+    assert zombie.stderr is not None
+    reader = threading.Thread(target=lambda: zombie_log.extend(zombie.stderr or []), daemon=True)
+    reader.start()
+    rescuer: subprocess.Popen[str] | None = None
+    try:
+        with plait.Engine(db_url, worker=False) as client:
+            run = client.start(shared, 0)
+            wait_until(lambda: f"{run.id}:p0 {zombie.pid}" in (ledger.read_text() if ledger.exists() else ""))
+            os.kill(zombie.pid, signal.SIGSTOP)
+            rescuer = start_worker(db_url, ledger, "0", "1.0")
+            assert run.result(timeout=60) == 5
+            os.kill(zombie.pid, signal.SIGCONT)
+            wait_until(lambda: any("was taken over" in line for line in zombie_log))  # LeaseLost, logged
+            steps = run_sql(db_url, "SELECT step_key, attempt FROM plait_steps WHERE run_id = ?", (run.id,))
+            assert sorted(steps) == [("p0", 1), ("p1", 1), ("p2", 1), ("p3", 1), ("p4", 1)]
+            assert client.get_run(run.id).status == plait.RunStatus.SUCCEEDED
+    finally:
+        os.kill(zombie.pid, signal.SIGCONT)
+        zombie.send_signal(signal.SIGTERM)
+        if rescuer is not None:
+            rescuer.send_signal(signal.SIGTERM)
+            rescuer.communicate(timeout=30)
+        zombie.wait(timeout=30)
+        reader.join(timeout=10)
+        for pipe in (zombie.stdout, zombie.stderr):
+            if pipe is not None:
+                pipe.close()
+    lines = ledger.read_text().splitlines()
+    assert [line for line in lines if line.endswith(f" {zombie.pid}")] == [f"{run.id}:p0 {zombie.pid}"]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for another process"
+        time.sleep(0.01)  # another process's progress, not a timer

@@ -303,9 +303,10 @@ class PostgresStore:
 
     async def heartbeat(self, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
         async def beat(cursor: Cursor) -> list[str]:
+            # Only runs this worker still executes: one it failed to hand back must expire.
             await cursor.execute(
-                "UPDATE plait_runs SET lease_expires_at = %s WHERE owner = %s AND status = 'running'",
-                (lease_until, owner),
+                "UPDATE plait_runs SET lease_expires_at = %s WHERE owner = %s AND status = 'running' AND id = ANY(%s)",
+                (lease_until, owner, run_ids),
             )
             await cursor.execute("SELECT id FROM plait_runs WHERE id = ANY(%s) AND status = 'cancelled'", (run_ids,))
             return [row[0] for row in await cursor.fetchall()]

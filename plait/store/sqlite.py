@@ -282,9 +282,11 @@ class SQLiteStore:
 
     async def heartbeat(self, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
         def beat(conn: sqlite3.Connection) -> list[str]:
+            # Only runs this worker still executes: one it failed to hand back must expire.
             conn.execute(
-                "UPDATE plait_runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running'",
-                (lease_until, owner),
+                "UPDATE plait_runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running' "
+                "AND id IN (SELECT value FROM json_each(?))",
+                (lease_until, owner, json.dumps(run_ids)),
             )
             rows = conn.execute(
                 "SELECT id FROM plait_runs WHERE id IN (SELECT value FROM json_each(?)) AND status = 'cancelled'",

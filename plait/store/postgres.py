@@ -181,37 +181,31 @@ class PostgresStore:
     # -- runs ----------------------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[RunRow, bool]:
-        async def insert(cursor: Cursor) -> tuple[RunRow, bool]:
-            status = "running" if run.owner else "pending"
-            await cursor.execute(
-                "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
-                "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
-                "started_at, ready_at, owner, lease_expires_at, lease_token) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                f"ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}",
-                (
-                    run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
-                    run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
-                    run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
-                    run.owner, run.lease_expires_at, 1 if run.owner else 0,
-                ),
-            )  # fmt: skip
-            created = await cursor.fetchone()
-            if created is not None:
-                if not run.owner:
-                    await self._notify(cursor, run.namespace)
-                return RunRow(*created), True
-            await cursor.execute(
-                f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = %s "
-                "OR (namespace = %s AND idempotency_key = %s) ORDER BY (id = %s) DESC LIMIT 1",
-                (run.id, run.namespace, run.idempotency_key, run.id),
-            )
-            existing = await cursor.fetchone()
-            if existing is None:  # the conflicting run was deleted meanwhile: let the caller try again
-                raise StoreUnavailable(f"run {run.id} could not be created or found; try again")
-            return RunRow(*existing), False
-
-        return await self._write(insert)
+        status = "running" if run.owner else "pending"
+        rows = await self._read(
+            "WITH created AS (INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
+            "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
+            "started_at, ready_at, owner, lease_expires_at, lease_token) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}) "
+            "SELECT *, CASE WHEN created.owner IS NULL THEN pg_notify(%s, %s) END FROM created",
+            (
+                run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
+                run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
+                run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
+                run.owner, run.lease_expires_at, 1 if run.owner else 0, CHANNEL, f"{self.schema}/{run.namespace}",
+            ),
+        )  # fmt: skip
+        if rows:
+            return RunRow(*rows[0][:-1]), True
+        existing = await self._read(
+            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = %s "
+            "OR (namespace = %s AND idempotency_key = %s) ORDER BY (id = %s) DESC LIMIT 1",
+            (run.id, run.namespace, run.idempotency_key, run.id),
+        )
+        if not existing:  # the conflicting run was deleted meanwhile: let the caller try again
+            raise StoreUnavailable(f"run {run.id} could not be created or found; try again")
+        return RunRow(*existing[0]), False
 
     async def get_run(self, namespace: str, run_id: str) -> RunRow | None:
         rows = await self._read(
@@ -343,41 +337,56 @@ class PostgresStore:
     async def _insert_step(cursor: Cursor, step: StepRow) -> None:
         await cursor.execute(
             f"INSERT INTO plait_steps ({STEP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
-                step.error, step.started_at, step.finished_at,
-            ),
-        )  # fmt: skip
+            _step_values(step),
+        )
 
     async def record_step(self, lease: Lease, step: StepRow) -> None:
-        async def record(cursor: Cursor) -> None:
-            await self._fence(cursor, lease)
-            await self._insert_step(cursor, step)
+        # One statement, so one round trip: the fence locks the run row and the insert happens only if it
+        # still holds; autocommit makes the statement its own transaction.
+        rows = await self._read(
+            "WITH fence AS (SELECT id FROM plait_runs WHERE id = %s AND status = 'running' AND lease_token = %s "
+            f"FOR UPDATE) INSERT INTO plait_steps ({STEP_COLUMNS}) "
+            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1",
+            (lease.run_id, lease.token, *_step_values(step)),
+        )
+        if not rows:
+            await self._explain_fence(lease)
 
-        await self._write(record)
+    async def _explain_fence(self, lease: Lease) -> None:
+        """Raise why a fenced write found the lease stale (the write itself changed nothing)."""
+        rows = await self._read("SELECT status, lease_token FROM plait_runs WHERE id = %s", (lease.run_id,))
+        if rows and rows[0][0] == "cancelled":
+            raise RunCancelledSignal(lease.run_id)
+        raise LeaseLost(
+            f"run {lease.run_id}: this worker's lease (token {lease.token}) was taken over"
+            f"{'' if not rows else f' (token now {rows[0][1]}, status {rows[0][0]})'}; its result was discarded"
+        )
 
     async def finish_run(
         self, lease: Lease, status: str, output: str | None, error: str | None, now: float, last_step: StepRow | None
     ) -> None:
-        async def finish(cursor: Cursor) -> None:
-            namespace = await self._fence(cursor, lease)
-            if last_step is not None:
-                await self._insert_step(cursor, last_step)
-            await cursor.execute(
-                "UPDATE plait_runs SET status = %s, output = %s, error = %s, finished_at = %s, updated_at = %s, "
-                "owner = NULL, lease_expires_at = NULL, wait_info = NULL WHERE id = %s RETURNING parent_run_id",
-                (status, output, error, now, now, lease.run_id),
-            )
-            parent = await cursor.fetchone()
-            if parent is not None and parent[0] is not None:
-                # A parent parked on this child run continues now.
-                await cursor.execute(
-                    "UPDATE plait_runs SET ready_at = %s WHERE id = %s AND status = 'waiting'", (now, parent[0])
-                )
-                if cursor.rowcount:
-                    await self._notify(cursor, namespace)
-
-        await self._write(finish)
+        step_values = _step_values(last_step) if last_step is not None else (None,) * 10
+        # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
+        rows = await self._read(
+            "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE id = %s AND status = 'running' "
+            "AND lease_token = %s FOR UPDATE), "
+            f"step AS (INSERT INTO plait_steps ({STEP_COLUMNS}) "
+            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence WHERE %s RETURNING 1), "
+            "done AS (UPDATE plait_runs r SET status = %s, output = %s, error = %s, finished_at = %s, "
+            "updated_at = %s, owner = NULL, lease_expires_at = NULL, wait_info = NULL FROM fence "
+            "WHERE r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
+            "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.id = done.parent_run_id "
+            "AND p.status = 'waiting' RETURNING p.id) "
+            "SELECT done.namespace, (SELECT count(*) FROM parent) FROM done",
+            (
+                lease.run_id, lease.token, *step_values, last_step is not None,
+                status, output, error, now, now, now,
+            ),
+        )  # fmt: skip
+        if not rows:
+            await self._explain_fence(lease)
+        elif rows[0][1]:
+            await self._read("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.schema}/{rows[0][0]}"))
 
     async def release_run(self, lease: Lease, now: float, ready_at: float | None = None) -> None:
         async def release(cursor: Cursor) -> None:
@@ -577,3 +586,10 @@ class PostgresStore:
             (namespace, list(CLAIMABLE_STATUSES), now),
         )
         return None if rows[0][0] is None else float(rows[0][0])
+
+
+def _step_values(step: StepRow) -> tuple[Any, ...]:
+    return (
+        step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
+        step.error, step.started_at, step.finished_at,
+    )  # fmt: skip

@@ -20,6 +20,7 @@ from plait.errors import (
     WorkflowDefinitionError,
     WorkflowNotFound,
 )
+from plait.queues import Queue
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord
 from plait.steps import Retry, Step, approval, create_step, step
 from plait.waiting import Approval, Poll
@@ -41,6 +42,7 @@ __all__ = [
     "Page",
     "PlaitError",
     "Poll",
+    "Queue",
     "Retry",
     "Run",
     "RunCancelled",

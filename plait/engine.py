@@ -28,6 +28,7 @@ from plait.errors import (
 from plait.ids import new_run_id
 from plait.loop_thread import LoopThread
 from plait.payloads import ANY, DEFAULT_MAX_PAYLOAD_BYTES, Codec, dump_any
+from plait.queues import Queue, concurrency_key_of
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.steps import Step
 from plait.store import open_store
@@ -75,6 +76,7 @@ class Engine:
         self._run_worker = worker
         self._store: Store = open_store(self.url, durability=durability, schema=schema)
         self._workflows: dict[str, dict[str, Workflow[Any, Any]]] = {}
+        self._pending_queues: dict[str, Queue] = {}
         self._latest: dict[str, Workflow[Any, Any]] = {}
         self._loop = LoopThread("plait-engine", max_threads=max(4, min(concurrency, 64)))
         self._worker = Worker(
@@ -87,6 +89,7 @@ class Engine:
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,
             max_payload_bytes=max_payload_bytes,
+            before_claim=self._store_queues,
         )
         self._started = False
         self._grace = 0.0
@@ -182,26 +185,42 @@ class Engine:
 
     # -- workflows -----------------------------------------------------------
 
-    def register(self, *workflows: Workflow[Any, Any]) -> None:
-        """Make workflows (and the child workflows they use) runnable by this engine."""
-        for workflow in workflows:
-            if not isinstance(workflow, Workflow):
+    def register(self, *items: Workflow[Any, Any] | Queue) -> None:
+        """Make workflows (and the child workflows they use) runnable by this engine, and store queue limits.
+
+        Queues named by a workflow or its steps as ``plait.Queue`` objects are
+        registered with it; their limits are written to the database, where
+        every worker reads them.
+        """
+        for item in items:
+            if isinstance(item, Queue):
+                self._pending_queues[item.name] = item
+                continue
+            if not isinstance(item, Workflow):
                 raise WorkflowDefinitionError(
-                    f"register() takes committed workflows (builder.commit()), got {workflow!r}"
+                    f"register() takes committed workflows (builder.commit()) or plait.Queue, got {item!r}"
                 )
-            versions = self._workflows.setdefault(workflow.id, {})
-            known = versions.get(workflow.version)
-            if known is not None and known is not workflow and known.to_dict() != workflow.to_dict():
+            versions = self._workflows.setdefault(item.id, {})
+            known = versions.get(item.version)
+            if known is not None and known is not item and known.to_dict() != item.to_dict():
                 raise DuplicateWorkflow(
-                    f"workflow '{workflow.id}' version '{workflow.version}' is already registered with a different "
+                    f"workflow '{item.id}' version '{item.version}' is already registered with a different "
                     "plan: give the new one another version=..., or leave version unset to use the content hash"
                 )
-            versions[workflow.version] = workflow
-            self._latest[workflow.id] = workflow
-            children = [t.workflow for t in workflow.iter_steps() if isinstance(t, ChildTask)]
+            versions[item.version] = item
+            self._latest[item.id] = item
+            for queue in item.queues():
+                self._pending_queues[queue.name] = queue
+            children = [t.workflow for t in item.iter_steps() if isinstance(t, ChildTask)]
             if children:
                 self.register(*children)
         self._loop.call_soon(self._worker.wake)
+
+    async def _store_queues(self) -> None:
+        """Write queue limits registered since the last call (on the engine's loop, before they matter)."""
+        if self._pending_queues:
+            queues, self._pending_queues = list(self._pending_queues.values()), {}
+            await self._store.register_queues(queues)
 
     def workflows(self) -> list[Workflow[Any, Any]]:
         """The latest registered version of every workflow."""
@@ -355,10 +374,13 @@ class Engine:
             idempotency_key=idempotency_key,
             priority=priority,
             metadata=dump_any(dict(metadata)) if metadata else None,
+            queue=workflow.placement.queue,
+            concurrency_key=concurrency_key_of(workflow, value),
         )
 
     async def _create(self, new: NewRun) -> RunRow:
         self._ensure_started()
+        await self._store_queues()
         # A run that is due now goes straight to this process's worker when it
         # has room: claiming it in the creating transaction saves a commit.
         claim_now = self._run_worker and new.ready_at <= new.created_at and self._worker.has_capacity

@@ -8,16 +8,17 @@ and a key that already has a resolving row is read back instead of run again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, NoReturn, Protocol
 
 from pydantic import ValidationError
 
-from plait.clock import Clock
+from plait.clock import Clock, wall_seconds
 from plait.context import Context
 from plait.errors import (
     EventTimeout,
@@ -54,6 +55,10 @@ class RunHost(Protocol):
     clock: Clock
     max_payload_bytes: int
     draining: bool
+
+    def lease_until(self) -> float:
+        """When a lease (or a queue slot) taken now expires, in wall seconds."""
+        ...
 
     async def run_child(
         self, parent: RunRow, step_key: str, child_run_id: str, workflow: Workflow[Any, Any], input_json: str
@@ -444,7 +449,8 @@ class RunExecution:
             return await self._settle_failure(step, key, attempt, value, None, error, started)
         while True:
             try:
-                output = await self._attempt(step, key, attempt, input_value)
+                async with self._queue_slot(step.options.queue, key):
+                    output = await self._attempt(step, key, attempt, input_value)
                 output_json = self._dump(step.output_codec, output, step.id)
             except (asyncio.CancelledError, RunCancelledSignal):
                 raise
@@ -469,6 +475,27 @@ class RunExecution:
             self.outputs_by_step[step.id] = output_json
             self._last_output = (output, output_json, step.output_codec.type)
             return output
+
+    @contextlib.asynccontextmanager
+    async def _queue_slot(self, queue: str | None, key: str) -> AsyncIterator[None]:
+        """Hold a slot of the step's queue while it runs, so its limits hold across all workers."""
+        if queue is None:
+            yield
+            return
+        holder = f"{self.run_id}:{key}"
+        store = self.host.store
+        while True:
+            retry_in = await store.acquire_slot(
+                queue, holder, self.run_id, self._now(), wall_seconds(), self.host.lease_until()
+            )
+            if retry_in is None:
+                break
+            # Real time, like leases: the slot frees when another process finishes, whatever the clock says.
+            await asyncio.sleep(min(retry_in, 1.0))
+        try:
+            yield
+        finally:
+            await store.release_slot(queue, holder)
 
     def _input_json(self, step: Step[Any, Any], input_value: Any) -> str:
         """The stored input; in a chain it is the previous output, already serialized."""

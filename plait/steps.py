@@ -17,6 +17,7 @@ from plait.clock import to_seconds
 from plait.errors import WorkflowDefinitionError
 from plait.ids import is_valid_id
 from plait.payloads import Codec
+from plait.queues import Queue, queue_name
 from plait.waiting import Approval, Poll
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class Step(Generic[In_contra, Out_co]):
     resume_codec: Codec[Any] | None = None
     # Set on approval steps: the schema of the approver's data; the function never runs.
     approval_codec: Codec[Any] | None = None
+    # The queue's limits when the step named a Queue object (registered with its workflow).
+    queue_spec: Queue | None = None
 
     @property
     def id(self) -> str:
@@ -129,7 +132,7 @@ class Step(Generic[In_contra, Out_co]):
         retry: Retry | None = None,
         timeout: Duration | None = None,
         on_error: OnError | None = None,
-        queue: str | None = None,
+        queue: Queue | str | None = None,
     ) -> Step[In_contra, Out_co]:
         """A copy of this step with some options changed, e.g. a new ``id`` to use it twice."""
         changes: dict[str, Any] = {
@@ -138,11 +141,12 @@ class Step(Generic[In_contra, Out_co]):
             "retry": retry,
             "timeout": None if timeout is None else to_seconds(timeout),
             "on_error": on_error,
-            "queue": queue,
+            "queue": queue_name(queue),
         }
         options = replace(self.options, **{k: v for k, v in changes.items() if v is not None})
         _check_options(options)
-        return replace(self, options=options)
+        spec = queue if isinstance(queue, Queue) else self.queue_spec if queue is None else None
+        return replace(self, options=options, queue_spec=spec)
 
     async def invoke(self, ctx: Context, value: Any) -> Any:
         """Run the function once; sync functions run in a worker thread."""
@@ -284,7 +288,7 @@ def step(
     retry: Retry | None = None,
     timeout: Duration | None = None,
     on_error: OnError = "fail",
-    queue: str | None = None,
+    queue: Queue | str | None = None,
     resume_schema: Any = None,
 ) -> PollStepDecorator[O]: ...
 @overload
@@ -295,7 +299,7 @@ def step(
     retry: Retry | None = None,
     timeout: Duration | None = None,
     on_error: OnError = "fail",
-    queue: str | None = None,
+    queue: Queue | str | None = None,
     resume_schema: Any = None,
 ) -> StepDecorator: ...
 def step(
@@ -307,7 +311,7 @@ def step(
     retry: Retry | None = None,
     timeout: Duration | None = None,
     on_error: OnError = "fail",
-    queue: str | None = None,
+    queue: Queue | str | None = None,
     resume_schema: Any = None,
     check: Callable[..., Any] | None = None,
 ) -> Any:
@@ -337,14 +341,15 @@ def step(
                 retry=retry or NO_RETRY,
                 timeout=None if timeout is None else to_seconds(timeout),
                 on_error=on_error,
-                queue=queue,
+                queue=queue_name(queue),
             ),
             input_type,
             output_type,
             takes_ctx,
         )
         resume_codec: Codec[Any] | None = None if resume_schema is None else Codec(resume_schema)
-        return replace(made, check=check, resume_codec=resume_codec)
+        spec = queue if isinstance(queue, Queue) else None
+        return replace(made, check=check, resume_codec=resume_codec, queue_spec=spec)
 
     if fn is not None:
         return build(fn)
@@ -406,7 +411,7 @@ def create_step(
     retry: Retry | None = None,
     timeout: Duration | None = None,
     on_error: OnError = "fail",
-    queue: str | None = None,
+    queue: Queue | str | None = None,
 ) -> Step[I, O]:
     """The explicit form of ``@step``: ``execute(ctx, value)`` with declared types."""
     options = StepOptions(
@@ -415,9 +420,10 @@ def create_step(
         retry=retry or NO_RETRY,
         timeout=None if timeout is None else to_seconds(timeout),
         on_error=on_error,
-        queue=queue,
+        queue=queue_name(queue),
     )
-    return _make_step(execute, options, input, output, takes_context=True)
+    made = _make_step(execute, options, input, output, takes_context=True)
+    return replace(made, queue_spec=queue if isinstance(queue, Queue) else None)
 
 
 def approval(

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,6 +15,7 @@ from plait.clock import Clock, wall_seconds
 from plait.errors import LeaseLost, RunCancelledSignal, RunNotFound, StoreUnavailable
 from plait.executor import ParkSignal, RunExecution, describe_error
 from plait.ids import is_owner_alive, process_owner
+from plait.queues import concurrency_key_of
 from plait.store.base import Lease, NewRun, RunRow, Store
 from plait.workflow.graph import Workflow
 
@@ -45,8 +46,10 @@ class Worker:
         lease_seconds: float,
         poll_interval: float,
         max_payload_bytes: int,
+        before_claim: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        self._before_claim = before_claim
         self.clock = clock
         self.namespace = namespace
         self.max_payload_bytes = max_payload_bytes
@@ -153,6 +156,8 @@ class Worker:
         capacity = self._concurrency - len(self._active)
         if capacity <= 0:
             return 0
+        if self._before_claim is not None:
+            await self._before_claim()
         now = self.clock.now().timestamp()
         wall = wall_seconds()
         async with self.claiming():
@@ -281,6 +286,8 @@ class Worker:
                 parent_step_key=step_key,
                 owner=self.owner,
                 lease_expires_at=self.lease_until(),
+                queue=workflow.placement.queue,
+                concurrency_key=concurrency_key_of(workflow, workflow.input_codec.load(input_json)),
             )
         )
         if row.is_terminal:

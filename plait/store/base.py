@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from plait.queues import Queue
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 # Statuses a worker may claim once ready_at is due ("running" only when its lease expired).
 CLAIMABLE_STATUSES = ("pending", "running", "waiting")
+# How long a step waits before asking again for a slot of its full queue.
+SLOT_RETRY_SECONDS = 0.02
 # ready_at of a run that waits with no deadline: only an event or a resume wakes it.
 FOREVER = 1e18
 
@@ -40,6 +45,8 @@ class RunRow:
     owner: str | None
     lease_token: int
     wait_info: str | None
+    queue: str | None
+    concurrency_key: str | None
 
     @property
     def is_terminal(self) -> bool:
@@ -113,6 +120,8 @@ class NewRun:
     parent_step_key: str | None = None
     owner: str | None = None
     lease_expires_at: float | None = None
+    queue: str | None = None
+    concurrency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,18 @@ class Store(Protocol):
         ...
 
     async def load_waits(self, run_id: str) -> list[WaitRow]: ...
+
+    async def register_queues(self, queues: list[Queue]) -> None:
+        """Store the queues' limits (the latest registration wins, for every worker)."""
+        ...
+
+    async def acquire_slot(
+        self, queue: str, holder: str, run_id: str, now: float, wall_now: float, expires_at: float
+    ) -> float | None:
+        """Take a slot of a step queue: None when taken, else the seconds to wait before trying again."""
+        ...
+
+    async def release_slot(self, queue: str, holder: str) -> None: ...
 
     async def park_run(self, lease: Lease, park: Park, now: float) -> None:
         """Release the run until ``park.ready_at`` (fenced), saving its wait row."""

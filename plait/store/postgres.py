@@ -18,8 +18,10 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from plait.errors import LeaseLost, RunCancelledSignal, StoreUnavailable
+from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_row, queue_row
 from plait.store.base import (
     CLAIMABLE_STATUSES,
+    SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
     Lease,
     NewRun,
@@ -46,7 +48,7 @@ log = logging.getLogger("plait.store.postgres")
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
-    "ready_at, retried_at, owner, lease_token, wait_info"
+    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key"
 )
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
@@ -185,15 +187,16 @@ class PostgresStore:
         rows = await self._read(
             "WITH created AS (INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
             "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
-            "started_at, ready_at, owner, lease_expires_at, lease_token) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             f"ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}) "
             "SELECT *, CASE WHEN created.owner IS NULL THEN pg_notify(%s, %s) END FROM created",
             (
                 run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
                 run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
                 run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
-                run.owner, run.lease_expires_at, 1 if run.owner else 0, CHANNEL, f"{self.schema}/{run.namespace}",
+                run.owner, run.lease_expires_at, 1 if run.owner else 0, run.queue, run.concurrency_key,
+                CHANNEL, f"{self.schema}/{run.namespace}",
             ),
         )  # fmt: skip
         if rows:
@@ -256,20 +259,118 @@ class PostgresStore:
         async def claim(cursor: Cursor) -> list[RunRow]:
             # SKIP LOCKED: workers claiming at the same moment take different runs instead of queueing.
             await cursor.execute(
+                "SELECT id, queue, concurrency_key, priority, ready_at, started_at IS NULL FROM plait_runs "
+                "WHERE namespace = %s AND status = ANY(%s) AND ready_at <= %s "
+                "AND (owner IS NULL OR lease_expires_at < %s) AND workflow_id || '@' || workflow_version = ANY(%s) "
+                "ORDER BY priority DESC, ready_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (namespace, list(CLAIMABLE_STATUSES), now, wall_now, refs, limit * 4),
+            )
+            candidates = [Candidate(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in await cursor.fetchall()]
+            queues = await self._limited_queues(cursor, {c.queue for c in candidates if c.queue}, lock=True)
+            load = {name: await self._queue_load(cursor, queue, now, wall_now) for name, queue in queues.items()}
+            ids = choose_claims(candidates, queues, load, limit)
+            if not ids:
+                return []
+            await cursor.execute(
                 "UPDATE plait_runs SET status = 'running', owner = %s, lease_expires_at = %s, "
                 "lease_token = lease_token + 1, started_at = coalesce(started_at, %s), status_message = NULL, "
-                "wait_info = NULL, updated_at = %s "
-                "WHERE id IN (SELECT id FROM plait_runs WHERE namespace = %s AND status = ANY(%s) "
-                "AND ready_at <= %s AND (owner IS NULL OR lease_expires_at < %s) "
-                "AND workflow_id || '@' || workflow_version = ANY(%s) "
-                "ORDER BY priority DESC, ready_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
-                f"RETURNING {RUN_COLUMNS}",
-                (owner, lease_until, now, now, namespace, list(CLAIMABLE_STATUSES), now, wall_now, refs, limit),
+                f"wait_info = NULL, updated_at = %s WHERE id = ANY(%s) RETURNING {RUN_COLUMNS}",
+                (owner, lease_until, now, now, ids),
             )
-            rows = [RunRow(*row) for row in await cursor.fetchall()]
-            return sorted(rows, key=lambda r: (-r.priority, r.ready_at, r.id))
+            claimed = [RunRow(*row) for row in await cursor.fetchall()]
+            starts = [
+                (c.queue, now)
+                for c in candidates
+                if c.id in ids and c.first_start and c.queue in queues and queues[c.queue].rate_limit is not None
+            ]
+            if starts:
+                await cursor.executemany("INSERT INTO plait_queue_starts (queue, started_at) VALUES (%s, %s)", starts)
+            order = {run_id: i for i, run_id in enumerate(ids)}
+            return sorted(claimed, key=lambda r: order[r.id])
 
         return await self._write(claim)
+
+    @staticmethod
+    async def _limited_queues(cursor: Cursor, names: set[str | None], *, lock: bool) -> dict[str, Queue]:
+        """The limits of these queues; ``lock`` serializes claims on them across workers until commit."""
+        wanted = sorted(n for n in names if n)
+        if not wanted:
+            return {}
+        await cursor.execute(
+            "SELECT name, concurrency, rate_count, rate_period, key_concurrency, priority FROM plait_queues "
+            f"WHERE name = ANY(%s) ORDER BY name{' FOR UPDATE' if lock else ''}",
+            (wanted,),
+        )
+        queues = {row[0]: queue_from_row(row) for row in await cursor.fetchall()}
+        return {name: queue for name, queue in queues.items() if queue.is_limited or not queue.priority}
+
+    @staticmethod
+    async def _queue_load(cursor: Cursor, queue: Queue, now: float, wall_now: float) -> QueueLoad:
+        await cursor.execute(
+            "SELECT concurrency_key, count(*) FROM plait_runs WHERE queue = %s AND status = 'running' "
+            "AND lease_expires_at >= %s GROUP BY concurrency_key",
+            (queue.name, wall_now),
+        )
+        running = await cursor.fetchall()
+        recent = 0
+        if queue.rate_period is not None:
+            await cursor.execute(
+                "DELETE FROM plait_queue_starts WHERE queue = %s AND started_at <= %s",
+                (queue.name, now - queue.rate_period),
+            )
+            await cursor.execute("SELECT count(*) FROM plait_queue_starts WHERE queue = %s", (queue.name,))
+            row = await cursor.fetchone()
+            recent = int(row[0]) if row else 0
+        by_key = {str(key): int(count) for key, count in running if key is not None}
+        return QueueLoad(sum(int(count) for _, count in running), by_key, recent)
+
+    async def register_queues(self, queues: list[Queue]) -> None:
+        if not queues:
+            return
+
+        async def register(cursor: Cursor) -> None:
+            await cursor.executemany(
+                "INSERT INTO plait_queues (name, concurrency, rate_count, rate_period, key_concurrency, priority) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                "concurrency = EXCLUDED.concurrency, rate_count = EXCLUDED.rate_count, "
+                "rate_period = EXCLUDED.rate_period, key_concurrency = EXCLUDED.key_concurrency, "
+                "priority = EXCLUDED.priority",
+                [queue_row(q) for q in queues],
+            )
+
+        await self._write(register)
+
+    async def acquire_slot(
+        self, queue: str, holder: str, run_id: str, now: float, wall_now: float, expires_at: float
+    ) -> float | None:
+        async def acquire(cursor: Cursor) -> float | None:
+            spec = (await self._limited_queues(cursor, {queue}, lock=True)).get(queue)
+            if spec is None:
+                return None
+            await cursor.execute("DELETE FROM plait_slots WHERE queue = %s AND expires_at < %s", (queue, wall_now))
+            await cursor.execute("SELECT count(*) FROM plait_slots WHERE queue = %s AND holder != %s", (queue, holder))
+            held = await cursor.fetchone()
+            if spec.concurrency is not None and held is not None and held[0] >= spec.concurrency:
+                return SLOT_RETRY_SECONDS
+            if spec.rate_count is not None and spec.rate_period is not None:
+                load = await self._queue_load(cursor, spec, now, wall_now)
+                if load.recent_starts >= spec.rate_count:
+                    await cursor.execute("SELECT min(started_at) FROM plait_queue_starts WHERE queue = %s", (queue,))
+                    oldest = await cursor.fetchone()
+                    return max(SLOT_RETRY_SECONDS, float(oldest[0] if oldest else now) + spec.rate_period - now)
+                await cursor.execute("INSERT INTO plait_queue_starts (queue, started_at) VALUES (%s, %s)", (queue, now))
+            await cursor.execute(
+                "INSERT INTO plait_slots (queue, holder, run_id, acquired_at, expires_at) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (queue, holder) DO UPDATE SET acquired_at = EXCLUDED.acquired_at, "
+                "expires_at = EXCLUDED.expires_at",
+                (queue, holder, run_id, now, expires_at),
+            )
+            return None
+
+        return await self._write(acquire)
+
+    async def release_slot(self, queue: str, holder: str) -> None:
+        await self._read("DELETE FROM plait_slots WHERE queue = %s AND holder = %s RETURNING 1", (queue, holder))
 
     async def release_owners(self, namespace: str, owners: list[str]) -> int:
         if not owners:
@@ -301,6 +402,9 @@ class PostgresStore:
             await cursor.execute(
                 "UPDATE plait_runs SET lease_expires_at = %s WHERE owner = %s AND status = 'running' AND id = ANY(%s)",
                 (lease_until, owner, run_ids),
+            )
+            await cursor.execute(
+                "UPDATE plait_slots SET expires_at = %s WHERE run_id = ANY(%s)", (lease_until, run_ids)
             )
             await cursor.execute("SELECT id FROM plait_runs WHERE id = ANY(%s) AND status = 'cancelled'", (run_ids,))
             return [row[0] for row in await cursor.fetchall()]

@@ -74,4 +74,28 @@ MIGRATIONS: list[str] = [
     CREATE INDEX plait_inbox_pending ON plait_inbox (run_id, name, id) WHERE consumed_by IS NULL;
     CREATE UNIQUE INDEX plait_inbox_dedupe ON plait_inbox (run_id, event_id) WHERE event_id IS NOT NULL;
     """,
+    # 3: queues: limits, run membership, step slots and the starts that rate limits count.
+    """
+    ALTER TABLE plait_runs ADD COLUMN queue TEXT;
+    ALTER TABLE plait_runs ADD COLUMN concurrency_key TEXT;
+    CREATE INDEX plait_runs_queue ON plait_runs (queue, status) WHERE queue IS NOT NULL;
+    CREATE TABLE plait_queues (
+        name TEXT PRIMARY KEY,
+        concurrency INTEGER,
+        rate_count INTEGER,
+        rate_period DOUBLE PRECISION,
+        key_concurrency INTEGER,
+        priority BOOLEAN NOT NULL DEFAULT TRUE
+    );
+    CREATE TABLE plait_slots (
+        queue TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        acquired_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (queue, holder)
+    );
+    CREATE TABLE plait_queue_starts (queue TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL);
+    CREATE INDEX plait_queue_starts_window ON plait_queue_starts (queue, started_at);
+    """,
 ]

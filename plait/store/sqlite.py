@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from plait.errors import LeaseLost, RunCancelledSignal, StoreUnavailable
+from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_row, queue_row
 from plait.store.base import (
     CLAIMABLE_STATUSES,
+    SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
     Lease,
     NewRun,
@@ -36,7 +38,7 @@ Durability = Literal["full", "normal"]
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
-    "ready_at, retried_at, owner, lease_token, wait_info"
+    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key"
 )
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
@@ -176,13 +178,13 @@ class SQLiteStore:
             conn.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
                 "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
-                "started_at, ready_at, owner, lease_expires_at, lease_token) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
                     run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
                     run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
-                    run.owner, run.lease_expires_at, 1 if run.owner else 0,
+                    run.owner, run.lease_expires_at, 1 if run.owner else 0, run.queue, run.concurrency_key,
                 ),
             )  # fmt: skip
             row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
@@ -234,17 +236,33 @@ class SQLiteStore:
     ) -> list[RunRow]:
         def claim(conn: sqlite3.Connection) -> list[RunRow]:
             rows = conn.execute(
-                f"UPDATE plait_runs SET status = 'running', owner = ?, lease_expires_at = ?, "
-                "lease_token = lease_token + 1, started_at = coalesce(started_at, ?), status_message = NULL, "
-                "wait_info = NULL, updated_at = ? "
-                f"WHERE id IN (SELECT id FROM plait_runs WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} "
-                "AND ready_at <= ? AND (owner IS NULL OR lease_expires_at < ?) "
+                "SELECT id, queue, concurrency_key, priority, ready_at, started_at IS NULL FROM plait_runs "
+                f"WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} AND ready_at <= ? "
+                "AND (owner IS NULL OR lease_expires_at < ?) "
                 "AND workflow_id || '@' || workflow_version IN (SELECT value FROM json_each(?)) "
-                "ORDER BY priority DESC, ready_at, id LIMIT ?) "
-                f"RETURNING {RUN_COLUMNS}",
-                (owner, lease_until, now, now, namespace, now, wall_now, json.dumps(refs), limit),
+                "ORDER BY priority DESC, ready_at, id LIMIT ?",
+                (namespace, now, wall_now, json.dumps(refs), limit * 4),
             ).fetchall()
-            return [RunRow(*row) for row in rows]
+            candidates = [Candidate(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+            queues = self._limited_queues(conn, {c.queue for c in candidates if c.queue})
+            load = {name: self._queue_load(conn, queue, now, wall_now) for name, queue in queues.items()}
+            ids = choose_claims(candidates, queues, load, limit)
+            if not ids:
+                return []
+            claimed = conn.execute(
+                "UPDATE plait_runs SET status = 'running', owner = ?, lease_expires_at = ?, "
+                "lease_token = lease_token + 1, started_at = coalesce(started_at, ?), status_message = NULL, "
+                "wait_info = NULL, updated_at = ? WHERE id IN (SELECT value FROM json_each(?)) "
+                f"RETURNING {RUN_COLUMNS}",
+                (owner, lease_until, now, now, json.dumps(ids)),
+            ).fetchall()
+            first_starts = [c for c in candidates if c.id in ids and c.first_start and c.queue in queues]
+            conn.executemany(
+                "INSERT INTO plait_queue_starts (queue, started_at) VALUES (?, ?)",
+                [(c.queue, now) for c in first_starts if queues[c.queue or ""].rate_limit is not None],
+            )
+            order = {run_id: i for i, run_id in enumerate(ids)}
+            return sorted((RunRow(*row) for row in claimed), key=lambda r: order[r.id])
 
         if not refs or limit <= 0:
             return []
@@ -261,6 +279,85 @@ class SQLiteStore:
             (namespace, now, wall_now, json.dumps(refs)),
         )
         return bool(rows)
+
+    @staticmethod
+    def _limited_queues(conn: sqlite3.Connection, names: set[str | None]) -> dict[str, Queue]:
+        if not names:
+            return {}
+        rows = conn.execute(
+            "SELECT name, concurrency, rate_count, rate_period, key_concurrency, priority FROM plait_queues "
+            "WHERE name IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(n for n in names if n)),),
+        ).fetchall()
+        queues = {row[0]: queue_from_row(row) for row in rows}
+        return {name: queue for name, queue in queues.items() if queue.is_limited or not queue.priority}
+
+    @staticmethod
+    def _queue_load(conn: sqlite3.Connection, queue: Queue, now: float, wall_now: float) -> QueueLoad:
+        running = conn.execute(
+            "SELECT concurrency_key, count(*) FROM plait_runs WHERE queue = ? AND status = 'running' "
+            "AND lease_expires_at >= ? GROUP BY concurrency_key",
+            (queue.name, wall_now),
+        ).fetchall()
+        recent = 0
+        if queue.rate_period is not None:
+            conn.execute(
+                "DELETE FROM plait_queue_starts WHERE queue = ? AND started_at <= ?",
+                (queue.name, now - queue.rate_period),
+            )
+            recent = conn.execute("SELECT count(*) FROM plait_queue_starts WHERE queue = ?", (queue.name,)).fetchone()[
+                0
+            ]
+        by_key = {str(key): count for key, count in running if key is not None}
+        return QueueLoad(sum(count for _, count in running), by_key, int(recent))
+
+    async def register_queues(self, queues: list[Queue]) -> None:
+        def register(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO plait_queues (name, concurrency, rate_count, rate_period, key_concurrency, "
+                "priority) VALUES (?, ?, ?, ?, ?, ?)",
+                [queue_row(q) for q in queues],
+            )
+
+        if queues:
+            await self._write(register)
+
+    async def acquire_slot(
+        self, queue: str, holder: str, run_id: str, now: float, wall_now: float, expires_at: float
+    ) -> float | None:
+        def acquire(conn: sqlite3.Connection) -> float | None:
+            limited = self._limited_queues(conn, {queue})
+            spec = limited.get(queue)
+            if spec is None:
+                return None
+            conn.execute("DELETE FROM plait_slots WHERE queue = ? AND expires_at < ?", (queue, wall_now))
+            held = conn.execute(
+                "SELECT count(*) FROM plait_slots WHERE queue = ? AND holder != ?", (queue, holder)
+            ).fetchone()[0]
+            if spec.concurrency is not None and held >= spec.concurrency:
+                return SLOT_RETRY_SECONDS
+            if spec.rate_count is not None and spec.rate_period is not None:
+                load = self._queue_load(conn, spec, now, wall_now)
+                if load.recent_starts >= spec.rate_count:
+                    oldest = conn.execute(
+                        "SELECT min(started_at) FROM plait_queue_starts WHERE queue = ?", (queue,)
+                    ).fetchone()[0]
+                    return max(SLOT_RETRY_SECONDS, float(oldest) + spec.rate_period - now)
+                conn.execute("INSERT INTO plait_queue_starts (queue, started_at) VALUES (?, ?)", (queue, now))
+            conn.execute(
+                "INSERT OR REPLACE INTO plait_slots (queue, holder, run_id, acquired_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (queue, holder, run_id, now, expires_at),
+            )
+            return None
+
+        return await self._write(acquire)
+
+    async def release_slot(self, queue: str, holder: str) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM plait_slots WHERE queue = ? AND holder = ?", (queue, holder))
+
+        await self._write(release)
 
     async def release_owners(self, namespace: str, owners: list[str]) -> int:
         def release(conn: sqlite3.Connection) -> int:
@@ -287,6 +384,10 @@ class SQLiteStore:
                 "UPDATE plait_runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running' "
                 "AND id IN (SELECT value FROM json_each(?))",
                 (lease_until, owner, json.dumps(run_ids)),
+            )
+            conn.execute(
+                "UPDATE plait_slots SET expires_at = ? WHERE run_id IN (SELECT value FROM json_each(?))",
+                (lease_until, json.dumps(run_ids)),
             )
             rows = conn.execute(
                 "SELECT id FROM plait_runs WHERE id IN (SELECT value FROM json_each(?)) AND status = 'cancelled'",

@@ -78,3 +78,30 @@ MIGRATIONS.append(
     CREATE UNIQUE INDEX plait_inbox_dedupe ON plait_inbox (run_id, event_id) WHERE event_id IS NOT NULL;
     """
 )
+
+MIGRATIONS.append(
+    # 3: queues: limits, run membership, step slots and the starts that rate limits count.
+    """
+    ALTER TABLE plait_runs ADD COLUMN queue TEXT;
+    ALTER TABLE plait_runs ADD COLUMN concurrency_key TEXT;
+    CREATE INDEX plait_runs_queue ON plait_runs (queue, status) WHERE queue IS NOT NULL;
+    CREATE TABLE plait_queues (
+        name TEXT PRIMARY KEY,
+        concurrency INTEGER,
+        rate_count INTEGER,
+        rate_period REAL,
+        key_concurrency INTEGER,
+        priority INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE TABLE plait_slots (
+        queue TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (queue, holder)
+    );
+    CREATE TABLE plait_queue_starts (queue TEXT NOT NULL, started_at REAL NOT NULL);
+    CREATE INDEX plait_queue_starts_window ON plait_queue_starts (queue, started_at);
+    """
+)

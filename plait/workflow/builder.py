@@ -11,6 +11,7 @@ from plait.clock import to_seconds
 from plait.errors import WorkflowDefinitionError
 from plait.ids import is_valid_id
 from plait.payloads import Codec, type_name
+from plait.queues import Queue, queue_name
 from plait.steps import Step, takes_context
 from plait.workflow.graph import (
     BranchNode,
@@ -20,6 +21,7 @@ from plait.workflow.graph import (
     MapNode,
     Node,
     ParallelNode,
+    Placement,
     SleepNode,
     Task,
     ThenNode,
@@ -85,8 +87,10 @@ class Builder(Generic[In, Out_co]):
         description: str,
         nodes: tuple[Node, ...] = (),
         current_type: Any = None,
+        placement: Placement | None = None,
     ) -> None:
         self._id = id
+        self._placement = placement or Placement()
         self._input_codec = input_codec
         self._declared_output = declared_output
         self._version = version
@@ -112,6 +116,7 @@ class Builder(Generic[In, Out_co]):
             description=self._description,
             nodes=(*self._nodes, node),
             current_type=output_type,
+            placement=self._placement,
         )
 
     def _auto_id(self, prefix: str, given: str | None) -> str:
@@ -333,6 +338,7 @@ class Builder(Generic[In, Out_co]):
             output_codec=output_codec,
             nodes=self._nodes,
             description=self._description,
+            placement=self._placement,
         )
 
 
@@ -345,14 +351,34 @@ def _fits(actual: Any, declared: Any) -> bool:
 
 
 def workflow(
-    id: str, *, input: type[In], output: type[Any] | None = None, version: str | None = None, description: str = ""
+    id: str,
+    *,
+    input: type[In],
+    output: type[Any] | None = None,
+    version: str | None = None,
+    description: str = "",
+    queue: Queue | str | None = None,
+    concurrency_key: Callable[[In], object] | None = None,
 ) -> Builder[In, In]:
     """Start building a workflow that takes ``input``; ``output`` is checked at ``commit()``.
 
     ``version`` pins the version name; by default it is a hash of the plan.
+    ``queue`` puts its runs in a queue whose limits hold across all workers;
+    ``concurrency_key(input)`` groups runs for the queue's ``key_concurrency``
+    (e.g. one run at a time per customer).
     """
     if not is_valid_id(id):
         raise WorkflowDefinitionError(
             f"workflow id {id!r} is not valid: use letters, digits, '_', '-' or '.', starting with a letter or '_'"
         )
-    return Builder(id, input_codec=Codec(input), declared_output=output, version=version, description=description)
+    if concurrency_key is not None and not callable(concurrency_key):
+        raise WorkflowDefinitionError(f"workflow '{id}': concurrency_key must be a function of the input")
+    placement = Placement(queue_name(queue), queue if isinstance(queue, Queue) else None, concurrency_key)
+    return Builder(
+        id,
+        input_codec=Codec(input),
+        declared_output=output,
+        version=version,
+        description=description,
+        placement=placement,
+    )

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from plait.payloads import Codec, type_name
+from plait.queues import Queue
 from plait.steps import Step
 
 In_contra = TypeVar("In_contra", contravariant=True)
@@ -195,6 +196,15 @@ def content_hash(workflow_id: str, input_codec: Codec[Any], output_codec: Codec[
     return digest[:16]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a workflow's runs queue: the queue's name and limits, and the per-key grouping."""
+
+    queue: str | None = None
+    queue_spec: Queue | None = None
+    concurrency_key: Callable[[Any], object] | None = None
+
+
 class Workflow(Generic[In_contra, Out_co]):
     """A committed, immutable workflow; build one with ``plait.workflow(...)...commit()``."""
 
@@ -207,8 +217,10 @@ class Workflow(Generic[In_contra, Out_co]):
         output_codec: Codec[Any],
         nodes: tuple[Node, ...],
         description: str = "",
+        placement: Placement | None = None,
     ) -> None:
         self.id = id
+        self.placement = placement or Placement()
         self.input_codec = input_codec
         self.output_codec = output_codec
         self.nodes = nodes
@@ -232,6 +244,12 @@ class Workflow(Generic[In_contra, Out_co]):
     def iter_steps(self) -> Iterator[Task]:
         for node in self.nodes:
             yield from node_tasks(node)
+
+    def queues(self) -> list[Queue]:
+        """The Queue objects this workflow and its steps name (to register their limits)."""
+        found = [self.placement.queue_spec] if self.placement.queue_spec else []
+        found += [task.queue_spec for task in self.iter_steps() if isinstance(task, Step) and task.queue_spec]
+        return found
 
     def find_step(self, step_id: str) -> Task | None:
         """The step or child workflow with that id, if any."""

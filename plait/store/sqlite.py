@@ -46,6 +46,12 @@ _TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _CLAIMABLE_SQL = "(" + ", ".join(f"'{s}'" for s in CLAIMABLE_STATUSES) + ")"
 
 
+def _fail(batch: list[tuple[Any, asyncio.Future[Any]]], error: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -69,7 +75,8 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Future[None] | None = None
+        self._flush_scheduled = False
+        self._retrying: set[asyncio.Future[None]] = set()
 
     async def close(self) -> None:
         self._conn.close()
@@ -85,49 +92,75 @@ class SQLiteStore:
         fsync. Each runs in its own savepoint, so one that raises (a lost
         lease, say) is rolled back alone and raises to its caller.
         """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((work, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush())
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         result: T = await future
         return result
 
-    async def _flush(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                await self._begin()
-            except StoreUnavailable as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            outcomes: list[tuple[bool, Any]] = []
-            for work, _ in batch:
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):  # another process holds the lock: keep trying without blocking the loop
+                retry = asyncio.ensure_future(self._flush_later(batch))
+                self._retrying.add(retry)
+                retry.add_done_callback(self._retrying.discard)
+                return
+            _fail(batch, StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}"))
+            return
+        except sqlite3.Error as exc:
+            _fail(batch, StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}"))
+            return
+        self._commit_batch(batch)
+
+    async def _flush_later(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]) -> None:
+        try:
+            await self._begin()
+        except StoreUnavailable as exc:
+            _fail(batch, exc)
+            return
+        self._commit_batch(batch)
+
+    def _commit_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]) -> None:
+        """Run every write of the batch in the open transaction, commit once, and answer each caller."""
+        alone = len(batch) == 1  # a savepoint buys nothing when there is nobody to isolate from
+        outcomes: list[tuple[bool, Any]] = []
+        for work, _ in batch:
+            if not alone:
                 self._conn.execute("SAVEPOINT plait_write")
-                try:
-                    outcomes.append((True, work(self._conn)))
+            try:
+                outcomes.append((True, work(self._conn)))
+                if not alone:
                     self._conn.execute("RELEASE plait_write")
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller that queued this work
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller that queued this work
+                if not alone:
                     self._conn.execute("ROLLBACK TO plait_write")
                     self._conn.execute("RELEASE plait_write")
-                    error = exc
-                    if isinstance(exc, sqlite3.Error):
-                        error = StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}")
-                    outcomes.append((False, error))
-            try:
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._conn.execute("ROLLBACK")
-                failure = StoreUnavailable(f"SQLite database {self.path!r} could not commit: {exc}")
-                outcomes = [(False, failure)] * len(batch)
-            for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
+                error = exc
+                if isinstance(exc, sqlite3.Error):
+                    error = StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}")
+                outcomes.append((False, error))
+        try:
+            self._conn.execute("ROLLBACK" if alone and not outcomes[0][0] else "COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            failure = StoreUnavailable(f"SQLite database {self.path!r} could not commit: {exc}")
+            outcomes = [(False, failure)] * len(batch)
+        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     async def _begin(self) -> None:
         """BEGIN IMMEDIATE, retrying while another process holds the write lock."""

@@ -138,3 +138,24 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting for another process"
         time.sleep(0.01)  # another process's progress, not a timer
+
+
+def test_sigterm_drains_at_a_step_boundary_and_hands_the_run_back(db_url: str, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger"
+    leaving = start_worker(db_url, ledger, "0.5")  # half a second per step
+    with plait.Engine(db_url, worker=False) as client:
+        run = client.start(shared, 0)
+        wait_until(lambda: ledger.exists() and f"{run.id}:p1 " in ledger.read_text())
+        leaving.send_signal(signal.SIGTERM)  # while p1 runs: it finishes p1, then hands the run back
+        _, err = leaving.communicate(timeout=30)
+        assert leaving.returncode == 0, err
+        info = client.get_run(run.id).info()
+        assert info.status == plait.RunStatus.PENDING
+        assert [s.step_id for s in client.get_run(run.id).steps()] == ["p0", "p1"]
+        staying = start_worker(db_url, ledger, "0")
+        try:
+            assert run.result(timeout=30) == 5
+        finally:
+            staying.send_signal(signal.SIGTERM)
+            staying.communicate(timeout=30)
+    assert set(ledger_keys(ledger).values()) == {1}  # nothing ran twice

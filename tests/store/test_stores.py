@@ -1,4 +1,4 @@
-"""The SQLite store on real files: migrations, fencing, locking."""
+"""The stores on real databases: migrations (one SQLite file, one PostgreSQL schema), fencing, locking."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 
 from plait.errors import LeaseLost, RunCancelledSignal, StoreUnavailable
 from plait.store.base import Lease, NewRun, StepRow
+from plait.store.postgres_schema import MIGRATIONS as POSTGRES_MIGRATIONS
 from plait.store.sqlite import SQLiteStore
 from plait.store.sqlite_schema import MIGRATIONS
+from tests.conftest import run_sql
 
 
 def new_run(run_id: str, owner: str | None = "me:1:1") -> NewRun:
@@ -106,3 +108,19 @@ def test_writer_waits_for_another_process_lock_then_gives_a_clear_error(tmp_path
     blocker.close()
     assert asyncio.run(store.get_run("default", "never")) is None
     assert asyncio.run(store.get_run("default", "waited")) is not None
+
+
+def test_ten_processes_migrating_one_postgres_schema_migrate_once(postgres_url: str) -> None:
+    code = (
+        "import asyncio, sys; from plait.store.postgres import PostgresStore\n"
+        "async def main():\n"
+        "    store = PostgresStore(sys.argv[1])\n"
+        "    await store.migrate()\n"
+        "    await store.close()\n"
+        "asyncio.run(main())"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url], stderr=subprocess.PIPE) for _ in range(10)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    assert run_sql(postgres_url, "SELECT count(*) FROM plait_schema") == [(len(POSTGRES_MIGRATIONS),)]

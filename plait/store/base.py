@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,6 +48,7 @@ class RunRow:
     wait_info: str | None
     queue: str | None
     concurrency_key: str | None
+    trace_context: str | None
 
     @property
     def is_terminal(self) -> bool:
@@ -67,6 +69,38 @@ class StepRow:
     error: str | None
     started_at: float
     finished_at: float
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append to a run's log, in the same transaction as the change it describes."""
+
+    namespace: str
+    run_id: str
+    workflow_id: str
+    type: str
+    created_at: float
+    payload: str | None = None
+    step_id: str | None = None
+    step_key: str | None = None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """A stored event: ``seq`` orders a run's log without gaps; ``id`` is its place in the global feed."""
+
+    id: int
+    namespace: str
+    run_id: str
+    workflow_id: str
+    seq: int
+    type: str
+    step_id: str | None
+    step_key: str | None
+    attempt: int | None
+    payload: str | None
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -122,6 +156,7 @@ class NewRun:
     lease_expires_at: float | None = None
     queue: str | None = None
     concurrency_key: str | None = None
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,12 +225,34 @@ class Store(Protocol):
 
     async def load_steps(self, run_id: str) -> list[StepRow]: ...
 
-    async def record_step(self, lease: Lease, step: StepRow) -> None:
-        """Append a step attempt; raises LeaseLost or RunCancelledSignal if the lease is stale."""
+    async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
+        """Append a step attempt (and its events); raises LeaseLost or RunCancelledSignal if the lease is stale."""
+        ...
+
+    async def append_events(self, lease: Lease, events: Sequence[NewEvent]) -> None:
+        """Append events of a running step (logs, progress), fenced like a step commit."""
+        ...
+
+    async def read_run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
+        """A run's events with seq > ``after_seq``, in order."""
+        ...
+
+    async def read_events(self, namespace: str, cursor: str | None, limit: int) -> tuple[list[EventRow], str | None]:
+        """The namespace's events after ``cursor`` in commit order, and the cursor after them.
+
+        A cursor never skips an event that commits later (None means from the start).
+        """
         ...
 
     async def finish_run(
-        self, lease: Lease, status: str, output: str | None, error: str | None, now: float, last_step: StepRow | None
+        self,
+        lease: Lease,
+        status: str,
+        output: str | None,
+        error: str | None,
+        now: float,
+        last_step: StepRow | None,
+        events: Sequence[NewEvent] = (),
     ) -> None:
         """End the run (with its last step attempt in the same transaction); fenced like record_step."""
         ...
@@ -230,11 +287,13 @@ class Store(Protocol):
 
     async def release_slot(self, queue: str, holder: str) -> None: ...
 
-    async def park_run(self, lease: Lease, park: Park, now: float) -> None:
+    async def park_run(self, lease: Lease, park: Park, now: float, events: Sequence[NewEvent] = ()) -> None:
         """Release the run until ``park.ready_at`` (fenced), saving its wait row."""
         ...
 
-    async def consume_event(self, lease: Lease, name: str, step_key: str, record: StepRow | None) -> str | None:
+    async def consume_event(
+        self, lease: Lease, name: str, step_key: str, record: StepRow | None, events: Sequence[NewEvent] = ()
+    ) -> str | None:
         """Take the oldest unconsumed event ``name`` (its payload), recording ``record`` with it as output."""
         ...
 
@@ -260,3 +319,29 @@ class Store(Protocol):
     async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
         """Explain, on ready runs no registered workflow can execute, which version they need."""
         ...
+
+
+def lifecycle(run: NewRun, type_: str, payload: dict[str, object] | None, at: float) -> NewEvent:
+    """A run-level event of a run being created."""
+    return NewEvent(run.namespace, run.id, run.workflow_id, type_, at, None if payload is None else json.dumps(payload))
+
+
+def claim_events(row: RunRow, first_start: bool, wait_info: str | None, at: float) -> list[NewEvent]:
+    """What a claim means for the log: the run started, or resumed (after a timer: the timer fired)."""
+    if first_start:
+        return [NewEvent(row.namespace, row.id, row.workflow_id, "run.started", at)]
+    wait = json.loads(wait_info) if wait_info else None
+    events = []
+    if wait is not None and wait.get("kind") in ("sleep", "retry"):
+        events.append(NewEvent(row.namespace, row.id, row.workflow_id, "timer.fired", at, json.dumps(wait)))
+    payload = json.dumps({"after": wait}) if wait is not None else None
+    events.append(NewEvent(row.namespace, row.id, row.workflow_id, "run.resumed", at, payload))
+    return events
+
+
+def event_values(event: NewEvent) -> tuple[object, ...]:
+    """The INSERT parameters of an event, in EVENT_INSERT's order (run_id twice: once for its seq)."""
+    return (
+        event.namespace, event.run_id, event.workflow_id, event.run_id, event.type, event.step_id,
+        event.step_key, event.attempt, event.payload, event.created_at,
+    )  # fmt: skip

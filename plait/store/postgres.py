@@ -9,10 +9,11 @@ transactions stay short and nothing else is needed.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -23,13 +24,17 @@ from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
+    EventRow,
     Lease,
+    NewEvent,
     NewRun,
     Park,
     RunFilter,
     RunRow,
     StepRow,
     WaitRow,
+    claim_events,
+    lifecycle,
 )
 from plait.store.postgres_schema import MIGRATIONS
 
@@ -48,8 +53,9 @@ log = logging.getLogger("plait.store.postgres")
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
-    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key"
+    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context"
 )
+EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 CHANNEL = "plait_wakeup"
@@ -83,6 +89,7 @@ class PostgresStore:
             timeout=30.0,
         )
         self._listener: asyncio.Task[None] | None = None
+        self.record_events = True
         self._wakeup: Callable[[], None] | None = None
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -184,19 +191,23 @@ class PostgresStore:
 
     async def create_run(self, run: NewRun) -> tuple[RunRow, bool]:
         status = "running" if run.owner else "pending"
+        created = [lifecycle(run, "run.created", {"workflow_version": run.workflow_version}, run.created_at)]
+        if run.owner:
+            created.append(lifecycle(run, "run.started", None, run.created_at))
+        events_sql, events_params = self._events_cte(created, "WHERE EXISTS (SELECT 1 FROM created)")
         rows = await self._read(
             "WITH created AS (INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
             "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
-            "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            f"ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}) "
+            "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}){events_sql} "
             "SELECT *, CASE WHEN created.owner IS NULL THEN pg_notify(%s, %s) END FROM created",
             (
                 run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
                 run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
                 run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
                 run.owner, run.lease_expires_at, 1 if run.owner else 0, run.queue, run.concurrency_key,
-                CHANNEL, f"{self.schema}/{run.namespace}",
+                run.trace_context, *events_params, CHANNEL, f"{self.schema}/{run.namespace}",
             ),
         )  # fmt: skip
         if rows:
@@ -271,6 +282,8 @@ class PostgresStore:
             ids = choose_claims(candidates, queues, load, limit)
             if not ids:
                 return []
+            await cursor.execute("SELECT id, wait_info FROM plait_runs WHERE id = ANY(%s)", (ids,))
+            waited = {row[0]: row[1] for row in await cursor.fetchall()}
             await cursor.execute(
                 "UPDATE plait_runs SET status = 'running', owner = %s, lease_expires_at = %s, "
                 "lease_token = lease_token + 1, started_at = coalesce(started_at, %s), status_message = NULL, "
@@ -278,6 +291,10 @@ class PostgresStore:
                 (owner, lease_until, now, now, ids),
             )
             claimed = [RunRow(*row) for row in await cursor.fetchall()]
+            first = {c.id for c in candidates if c.first_start}
+            await self._insert_events(
+                cursor, [e for r in claimed for e in claim_events(r, r.id in first, waited.get(r.id), now)]
+            )
             starts = [
                 (c.queue, now)
                 for c in candidates
@@ -444,17 +461,63 @@ class PostgresStore:
             _step_values(step),
         )
 
-    async def record_step(self, lease: Lease, step: StepRow) -> None:
-        # One statement, so one round trip: the fence locks the run row and the insert happens only if it
-        # still holds; autocommit makes the statement its own transaction.
+    async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
+        # One statement, so one round trip: the fence locks the run row, and the step and its events are
+        # inserted only if the lease still holds; autocommit makes the statement its own transaction.
+        events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
         rows = await self._read(
             "WITH fence AS (SELECT id FROM plait_runs WHERE id = %s AND status = 'running' AND lease_token = %s "
-            f"FOR UPDATE) INSERT INTO plait_steps ({STEP_COLUMNS}) "
-            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1",
-            (lease.run_id, lease.token, *_step_values(step)),
+            f"FOR UPDATE), step AS (INSERT INTO plait_steps ({STEP_COLUMNS}) "
+            f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1){events_sql} "
+            "SELECT 1 FROM step",
+            (lease.run_id, lease.token, *_step_values(step), *events_params),
         )
         if not rows:
             await self._explain_fence(lease)
+
+    async def append_events(self, lease: Lease, events: Sequence[NewEvent]) -> None:
+        events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
+        if not events_sql:
+            return
+        rows = await self._read(
+            "WITH fence AS (SELECT id FROM plait_runs WHERE id = %s AND status = 'running' AND lease_token = %s "
+            f"FOR UPDATE){events_sql} SELECT 1 FROM fence",
+            (lease.run_id, lease.token, *events_params),
+        )
+        if not rows:
+            await self._explain_fence(lease)
+
+    def _events_cte(self, events: Sequence[NewEvent], condition: str) -> tuple[str, list[Any]]:
+        """``, ev AS (INSERT ...)`` for a WITH clause, and its parameters ("" when there is nothing to log)."""
+        if not events or not self.record_events:
+            return "", []
+        query, params = _events_insert(events, condition)
+        return f", ev AS ({query})", params
+
+    async def _insert_events(self, cursor: Cursor, events: Sequence[NewEvent]) -> None:
+        if events and self.record_events:
+            query, params = _events_insert(events, "")
+            await cursor.execute(query, params)
+
+    async def read_run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
+        rows = await self._read(
+            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+            (run_id, after_seq, limit),
+        )
+        return [EventRow(*row) for row in rows]
+
+    async def read_events(self, namespace: str, cursor: str | None, limit: int) -> tuple[list[EventRow], str | None]:
+        # Ids are handed out at insert, not at commit: order by transaction id and stop before the oldest
+        # transaction still running, so an event committing later can never land behind the cursor.
+        txid, last_id = cursor.split(":") if cursor else ("0", "0")
+        rows = await self._read(
+            f"SELECT {EVENT_COLUMNS}, txid::text FROM plait_events WHERE namespace = %s "
+            "AND (txid, id) > (%s::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
+            "ORDER BY txid, id LIMIT %s",
+            (namespace, txid, int(last_id), limit),
+        )
+        events = [EventRow(*row[:-1]) for row in rows]
+        return events, (f"{rows[-1][-1]}:{rows[-1][0]}" if rows else cursor)
 
     async def _explain_fence(self, lease: Lease) -> None:
         """Raise why a fenced write found the lease stale (the write itself changed nothing)."""
@@ -467,9 +530,17 @@ class PostgresStore:
         )
 
     async def finish_run(
-        self, lease: Lease, status: str, output: str | None, error: str | None, now: float, last_step: StepRow | None
+        self,
+        lease: Lease,
+        status: str,
+        output: str | None,
+        error: str | None,
+        now: float,
+        last_step: StepRow | None,
+        events: Sequence[NewEvent] = (),
     ) -> None:
         step_values = _step_values(last_step) if last_step is not None else (None,) * 10
+        events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
         # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
         rows = await self._read(
             "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE id = %s AND status = 'running' "
@@ -480,11 +551,11 @@ class PostgresStore:
             "updated_at = %s, owner = NULL, lease_expires_at = NULL, wait_info = NULL FROM fence "
             "WHERE r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
             "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.id = done.parent_run_id "
-            "AND p.status = 'waiting' RETURNING p.id) "
+            f"AND p.status = 'waiting' RETURNING p.id){events_sql} "
             "SELECT done.namespace, (SELECT count(*) FROM parent) FROM done",
             (
                 lease.run_id, lease.token, *step_values, last_step is not None,
-                status, output, error, now, now, now,
+                status, output, error, now, now, now, *events_params,
             ),
         )  # fmt: skip
         if not rows:
@@ -512,10 +583,13 @@ class PostgresStore:
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = %s AND namespace = %s "
                 "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'cancelled', finished_at = %s, updated_at = %s, owner = NULL, "
-                "lease_expires_at = NULL WHERE id IN (SELECT id FROM tree) AND NOT (status = ANY(%s)) RETURNING id",
+                "lease_expires_at = NULL WHERE id IN (SELECT id FROM tree) AND NOT (status = ANY(%s)) "
+                "RETURNING id, workflow_id",
                 (run_id, namespace, now, now, list(TERMINAL_STATUSES)),
             )
-            return [row[0] for row in await cursor.fetchall()]
+            rows = await cursor.fetchall()
+            await self._insert_events(cursor, [NewEvent(namespace, r[0], r[1], "run.cancelled", now) for r in rows])
+            return [row[0] for row in rows]
 
         return await self._write(cancel)
 
@@ -525,9 +599,12 @@ class PostgresStore:
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = %s AND namespace = %s "
                 "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'pending', error = NULL, finished_at = NULL, ready_at = %s, "
-                "retried_at = %s, updated_at = %s WHERE id IN (SELECT id FROM tree) AND status = 'failed'",
+                "retried_at = %s, updated_at = %s WHERE id IN (SELECT id FROM tree) AND status = 'failed' "
+                "RETURNING id, workflow_id",
                 (run_id, namespace, now, now, now),
             )
+            rows = await cursor.fetchall()
+            await self._insert_events(cursor, [NewEvent(namespace, r[0], r[1], "run.retried", now) for r in rows])
             await self._notify(cursor, namespace)
 
         await self._write(reopen)
@@ -549,6 +626,9 @@ class PostgresStore:
                 "output, error, started_at, finished_at FROM plait_steps WHERE run_id = %s AND output IS NOT NULL "
                 "AND step_key = ANY(%s)",
                 (run.id, source_run_id, step_keys),
+            )
+            await self._insert_events(
+                cursor, [lifecycle(run, "run.created", {"rerun_of": source_run_id}, run.created_at)]
             )
             await self._notify(cursor, run.namespace)
             assert row is not None
@@ -575,9 +655,10 @@ class PostgresStore:
         rows = await self._read(f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE run_id = %s", (run_id,))
         return [WaitRow(*row) for row in rows]
 
-    async def park_run(self, lease: Lease, park: Park, now: float) -> None:
+    async def park_run(self, lease: Lease, park: Park, now: float, events: Sequence[NewEvent] = ()) -> None:
         async def do_park(cursor: Cursor) -> None:
             namespace = await self._fence(cursor, lease)
+            await self._insert_events(cursor, events)
             if park.wait is not None:
                 wait = park.wait
                 await cursor.execute(
@@ -617,7 +698,9 @@ class PostgresStore:
 
         await self._write(do_park)
 
-    async def consume_event(self, lease: Lease, name: str, step_key: str, record: StepRow | None) -> str | None:
+    async def consume_event(
+        self, lease: Lease, name: str, step_key: str, record: StepRow | None, events: Sequence[NewEvent] = ()
+    ) -> str | None:
         async def consume(cursor: Cursor) -> str | None:
             await self._fence(cursor, lease)
             await cursor.execute(
@@ -637,6 +720,7 @@ class PostgresStore:
                         record.input, row[1], record.error, record.started_at, record.finished_at,
                     ),
                 )  # fmt: skip
+            await self._insert_events(cursor, events)
             return str(row[1])
 
         return await self._write(consume)
@@ -655,7 +739,8 @@ class PostgresStore:
         async def send(cursor: Cursor) -> tuple[str | None, bool]:
             # Locking the run serializes this with a park of the same run: one of them sees the other.
             await cursor.execute(
-                "SELECT status FROM plait_runs WHERE id = %s AND namespace = %s FOR UPDATE", (run_id, namespace)
+                "SELECT status, workflow_id FROM plait_runs WHERE id = %s AND namespace = %s FOR UPDATE",
+                (run_id, namespace),
             )
             found = await cursor.fetchone()
             if found is None:
@@ -674,6 +759,11 @@ class PostgresStore:
                 (run_id, name, event_id, payload, now),
             )
             inserted = cursor.rowcount == 1
+            if inserted:
+                received = json.dumps({"name": name, "event_id": event_id})
+                await self._insert_events(
+                    cursor, [NewEvent(namespace, run_id, found[1], "event.received", now, received)]
+                )
             if inserted and found[0] == wakes:
                 await cursor.execute(
                     "UPDATE plait_runs SET status = 'waiting', ready_at = %s, updated_at = %s WHERE id = %s",
@@ -697,3 +787,28 @@ def _step_values(step: StepRow) -> tuple[Any, ...]:
         step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
         step.error, step.started_at, step.finished_at,
     )  # fmt: skip
+
+
+_EVENT_ROW = "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::text, %s::float8, %s::int)"
+
+
+def _events_insert(events: Sequence[NewEvent], condition: str) -> tuple[str, list[Any]]:
+    """One INSERT of events that numbers each run's events on from its last seq.
+
+    One statement sees one snapshot, so the numbers come from max(seq) plus
+    the event's place among that run's events in this statement. Every writer
+    of a run's events holds the run's row lock, so two never pick the same seq.
+    """
+    query = (
+        "INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, "
+        "created_at) SELECT v.namespace, v.run_id, v.workflow_id, "
+        "(SELECT coalesce(max(e.seq), 0) FROM plait_events e WHERE e.run_id = v.run_id) "
+        "+ row_number() OVER (PARTITION BY v.run_id ORDER BY v.n), v.type, v.step_id, v.step_key, v.attempt, "
+        f"v.payload, v.created_at FROM (VALUES {', '.join([_EVENT_ROW] * len(events))}) "
+        f"AS v(namespace, run_id, workflow_id, type, step_id, step_key, attempt, payload, created_at, n) {condition}"
+    )
+    params: list[Any] = []
+    for n, e in enumerate(events):
+        params += [e.namespace, e.run_id, e.workflow_id, e.type, e.step_id, e.step_key, e.attempt, e.payload]
+        params += [e.created_at, n]
+    return query, params

@@ -98,4 +98,47 @@ MIGRATIONS: list[str] = [
     CREATE TABLE plait_queue_starts (queue TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL);
     CREATE INDEX plait_queue_starts_window ON plait_queue_starts (queue, started_at);
     """,
+    # 4: the event log (outbox), webhooks and their dead letters, trace context of runs.
+    # txid orders the global feed by commit: a reader only takes events of transactions older than
+    # every one still running, so an event can never appear behind a cursor that already passed it.
+    """
+    CREATE TABLE plait_events (
+        id BIGSERIAL PRIMARY KEY,
+        txid XID8 NOT NULL DEFAULT pg_current_xact_id(),
+        namespace TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        step_id TEXT,
+        step_key TEXT,
+        attempt INTEGER,
+        payload TEXT,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE UNIQUE INDEX plait_events_run ON plait_events (run_id, seq);
+    CREATE INDEX plait_events_feed ON plait_events (namespace, txid, id);
+    CREATE TABLE plait_webhooks (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        event_types TEXT,
+        workflows TEXT,
+        cursor TEXT,
+        owner TEXT,
+        lease_expires_at DOUBLE PRECISION,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE plait_dead_letters (
+        id BIGSERIAL PRIMARY KEY,
+        webhook_id TEXT NOT NULL,
+        event_id BIGINT NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        replayed_at DOUBLE PRECISION
+    );
+    ALTER TABLE plait_runs ADD COLUMN trace_context TEXT;
+    """,
 ]

@@ -10,7 +10,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -21,13 +21,18 @@ from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
+    EventRow,
     Lease,
+    NewEvent,
     NewRun,
     Park,
     RunFilter,
     RunRow,
     StepRow,
     WaitRow,
+    claim_events,
+    event_values,
+    lifecycle,
 )
 from plait.store.sqlite_schema import MIGRATIONS
 
@@ -38,7 +43,14 @@ Durability = Literal["full", "normal"]
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
-    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key"
+    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context"
+)
+EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
+# seq is the run's next number: every writer of a run's events holds the write lock, so it is gap-free.
+EVENT_INSERT = (
+    "INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, "
+    "created_at) VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM plait_events WHERE run_id = ?), "
+    "?, ?, ?, ?, ?, ?)"
 )
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
@@ -76,6 +88,7 @@ class SQLiteStore:
             raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
+        self.record_events = True
         self._retrying: set[asyncio.Future[None]] = set()
 
     async def close(self) -> None:
@@ -211,15 +224,20 @@ class SQLiteStore:
             conn.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
                 "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
-                "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
                     run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
                     run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
                     run.owner, run.lease_expires_at, 1 if run.owner else 0, run.queue, run.concurrency_key,
+                    run.trace_context,
                 ),
             )  # fmt: skip
+            created = [lifecycle(run, "run.created", {"workflow_version": run.workflow_version}, run.created_at)]
+            if run.owner:
+                created.append(lifecycle(run, "run.started", None, run.created_at))
+            self._insert_events(conn, created)
             row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
             return RunRow(*row), True
 
@@ -282,6 +300,12 @@ class SQLiteStore:
             ids = choose_claims(candidates, queues, load, limit)
             if not ids:
                 return []
+            waited = dict(
+                conn.execute(
+                    "SELECT id, wait_info FROM plait_runs WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(ids),),
+                ).fetchall()
+            )
             claimed = conn.execute(
                 "UPDATE plait_runs SET status = 'running', owner = ?, lease_expires_at = ?, "
                 "lease_token = lease_token + 1, started_at = coalesce(started_at, ?), status_message = NULL, "
@@ -289,6 +313,11 @@ class SQLiteStore:
                 f"RETURNING {RUN_COLUMNS}",
                 (owner, lease_until, now, now, json.dumps(ids)),
             ).fetchall()
+            first = {c.id for c in candidates if c.first_start}
+            self._insert_events(
+                conn,
+                [e for row in claimed for e in claim_events(RunRow(*row), row[0] in first, waited.get(row[0]), now)],
+            )
             first_starts = [c for c in candidates if c.id in ids and c.first_start and c.queue in queues]
             conn.executemany(
                 "INSERT INTO plait_queue_starts (queue, started_at) VALUES (?, ?)",
@@ -464,20 +493,58 @@ class SQLiteStore:
             ),
         )  # fmt: skip
 
-    async def record_step(self, lease: Lease, step: StepRow) -> None:
+    async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
         def record(conn: sqlite3.Connection) -> None:
             self._fence(conn, lease)
             self._insert_step(conn, step)
+            self._insert_events(conn, events)
 
         await self._write(record)
 
+    async def append_events(self, lease: Lease, events: Sequence[NewEvent]) -> None:
+        def append(conn: sqlite3.Connection) -> None:
+            self._fence(conn, lease)
+            self._insert_events(conn, events)
+
+        if events and self.record_events:
+            await self._write(append)
+
+    def _insert_events(self, conn: sqlite3.Connection, events: Sequence[NewEvent]) -> None:
+        if self.record_events and events:
+            conn.executemany(EVENT_INSERT, [event_values(e) for e in events])
+
+    async def read_run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
+        rows = self._read(
+            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (run_id, after_seq, limit),
+        )
+        return [EventRow(*row) for row in rows]
+
+    async def read_events(self, namespace: str, cursor: str | None, limit: int) -> tuple[list[EventRow], str | None]:
+        # One writer at a time: ids are handed out in commit order, so the id is a safe cursor.
+        after = int(cursor) if cursor else 0
+        rows = self._read(
+            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = ? AND id > ? ORDER BY id LIMIT ?",
+            (namespace, after, limit),
+        )
+        events = [EventRow(*row) for row in rows]
+        return events, str(events[-1].id) if events else cursor
+
     async def finish_run(
-        self, lease: Lease, status: str, output: str | None, error: str | None, now: float, last_step: StepRow | None
+        self,
+        lease: Lease,
+        status: str,
+        output: str | None,
+        error: str | None,
+        now: float,
+        last_step: StepRow | None,
+        events: Sequence[NewEvent] = (),
     ) -> None:
         def finish(conn: sqlite3.Connection) -> None:
             self._fence(conn, lease)
             if last_step is not None:
                 self._insert_step(conn, last_step)
+            self._insert_events(conn, events)
             conn.execute(
                 "UPDATE plait_runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, "
                 "owner = NULL, lease_expires_at = NULL, wait_info = NULL WHERE id = ?",
@@ -509,9 +576,10 @@ class SQLiteStore:
                 "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'cancelled', finished_at = ?, updated_at = ?, owner = NULL, "
                 f"lease_expires_at = NULL WHERE id IN (SELECT id FROM tree) AND status NOT IN {_TERMINAL_SQL} "
-                "RETURNING id",
+                "RETURNING id, workflow_id",
                 (run_id, namespace, now, now),
             ).fetchall()
+            self._insert_events(conn, [NewEvent(namespace, row[0], row[1], "run.cancelled", now) for row in rows])
             return [row[0] for row in rows]
 
         return await self._write(cancel)
@@ -519,13 +587,15 @@ class SQLiteStore:
     async def reopen_run(self, namespace: str, run_id: str, now: float) -> None:
         def reopen(conn: sqlite3.Connection) -> None:
             # Failed child runs are reopened too, so the retried parent finds them running again.
-            conn.execute(
+            rows = conn.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = ? AND namespace = ? "
                 "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'pending', error = NULL, finished_at = NULL, ready_at = ?, "
-                "retried_at = ?, updated_at = ? WHERE id IN (SELECT id FROM tree) AND status = 'failed'",
+                "retried_at = ?, updated_at = ? WHERE id IN (SELECT id FROM tree) AND status = 'failed' "
+                "RETURNING id, workflow_id",
                 (run_id, namespace, now, now, now),
-            )
+            ).fetchall()
+            self._insert_events(conn, [NewEvent(namespace, row[0], row[1], "run.retried", now) for row in rows])
 
         await self._write(reopen)
 
@@ -546,6 +616,7 @@ class SQLiteStore:
                 (run.id, source_run_id, json.dumps(step_keys)),
             )
             row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+            self._insert_events(conn, [lifecycle(run, "run.created", {"rerun_of": source_run_id}, run.created_at)])
             return RunRow(*row)
 
         return await self._write(fork)
@@ -554,9 +625,10 @@ class SQLiteStore:
         rows = self._read(f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE run_id = ?", (run_id,))
         return [WaitRow(*row) for row in rows]
 
-    async def park_run(self, lease: Lease, park: Park, now: float) -> None:
+    async def park_run(self, lease: Lease, park: Park, now: float, events: Sequence[NewEvent] = ()) -> None:
         def do_park(conn: sqlite3.Connection) -> None:
             self._fence(conn, lease)
+            self._insert_events(conn, events)
             if park.wait is not None:
                 wait = park.wait
                 conn.execute(
@@ -588,7 +660,9 @@ class SQLiteStore:
 
         await self._write(do_park)
 
-    async def consume_event(self, lease: Lease, name: str, step_key: str, record: StepRow | None) -> str | None:
+    async def consume_event(
+        self, lease: Lease, name: str, step_key: str, record: StepRow | None, events: Sequence[NewEvent] = ()
+    ) -> str | None:
         def consume(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
                 "SELECT id, payload FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL "
@@ -601,6 +675,7 @@ class SQLiteStore:
             conn.execute("UPDATE plait_inbox SET consumed_by = ? WHERE id = ?", (step_key, row[0]))
             if record is not None:
                 self._insert_step(conn, replace(record, output=row[1]))
+            self._insert_events(conn, events)
             return str(row[1])
 
         return await self._write(consume)
@@ -617,7 +692,9 @@ class SQLiteStore:
         self, namespace: str, run_id: str, name: str, payload: str, event_id: str | None, now: float, wakes: str
     ) -> tuple[str | None, bool]:
         def send(conn: sqlite3.Connection) -> tuple[str | None, bool]:
-            row = conn.execute("SELECT status FROM plait_runs WHERE id = ? AND namespace = ?", (run_id, namespace))
+            row = conn.execute(
+                "SELECT status, workflow_id FROM plait_runs WHERE id = ? AND namespace = ?", (run_id, namespace)
+            )
             found = row.fetchone()
             if found is None:
                 return None, False
@@ -634,6 +711,11 @@ class SQLiteStore:
                 "ON CONFLICT DO NOTHING",
                 (run_id, name, event_id, payload, now),
             )
+            if cursor.rowcount:
+                received = {"name": name, "event_id": event_id}
+                self._insert_events(
+                    conn, [NewEvent(namespace, run_id, found[1], "event.received", now, json.dumps(received))]
+                )
             if cursor.rowcount and found[0] == wakes:
                 conn.execute(
                     "UPDATE plait_runs SET status = 'waiting', ready_at = ?, updated_at = ? WHERE id = ?",

@@ -105,3 +105,46 @@ MIGRATIONS.append(
     CREATE INDEX plait_queue_starts_window ON plait_queue_starts (queue, started_at);
     """
 )
+
+MIGRATIONS.append(
+    # 4: the event log (outbox), webhooks and their dead letters, trace context of runs.
+    """
+    CREATE TABLE plait_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        namespace TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        step_id TEXT,
+        step_key TEXT,
+        attempt INTEGER,
+        payload TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX plait_events_run ON plait_events (run_id, seq);
+    CREATE INDEX plait_events_feed ON plait_events (namespace, id);
+    CREATE TABLE plait_webhooks (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        event_types TEXT,
+        workflows TEXT,
+        cursor TEXT,
+        owner TEXT,
+        lease_expires_at REAL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE plait_dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        webhook_id TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        replayed_at REAL
+    );
+    ALTER TABLE plait_runs ADD COLUMN trace_context TEXT;
+    """
+)

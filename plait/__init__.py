@@ -21,8 +21,9 @@ from plait.errors import (
     WorkflowNotFound,
 )
 from plait.queues import Queue
-from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord
+from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRecord
 from plait.steps import Retry, Step, approval, create_step, step
+from plait.subscriptions import Subscription
 from plait.waiting import Approval, Poll
 from plait.workflow import Builder, ChildTask, Workflow, workflow
 
@@ -36,6 +37,8 @@ __all__ = [
     "Context",
     "DuplicateWorkflow",
     "Engine",
+    "Event",
+    "EventPage",
     "EventTimeout",
     "InputValidationError",
     "LeaseLost",
@@ -57,6 +60,7 @@ __all__ = [
     "StepRecord",
     "StepTimeout",
     "StoreUnavailable",
+    "Subscription",
     "SystemClock",
     "Workflow",
     "WorkflowDefinitionError",

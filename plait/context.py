@@ -6,6 +6,8 @@ import logging
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from plait.errors import RunStateError
+from plait.payloads import jsonable
+from plait.run_log import RESERVED_PREFIXES
 from plait.waiting import SuspendRequest
 
 if TYPE_CHECKING:
@@ -30,9 +32,24 @@ class Context:
         """The data passed to ``run.resume`` when this attempt continues a suspension, else None."""
 
     @property
-    def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger that tags lines with the run and step."""
-        return logging.LoggerAdapter(_logger, {"run_id": self.run_id, "step_id": self.step_id})
+    def log(self) -> StepLogger:
+        """Log lines kept with the run (per step and attempt) and forwarded to stdlib ``logging``."""
+        return StepLogger(self)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far this step is (0..1); shows in the run's events within about 0.2 s."""
+        if not 0 <= fraction <= 1:
+            raise ValueError("progress fraction must be between 0 and 1")
+        self._add("step.progress", {"fraction": fraction, "message": message})
+
+    def emit(self, type: str, payload: Any = None) -> None:
+        """Add a custom event to the run's log (``type`` like "invoice.sent"; payload JSON-able)."""
+        if not type or type.startswith(RESERVED_PREFIXES):
+            raise ValueError(f"custom event types must not be empty or start with {', '.join(RESERVED_PREFIXES)}")
+        self._add(type, {"data": jsonable(payload)})
+
+    def _add(self, type_: str, payload: dict[str, Any]) -> None:
+        self._execution.log.add(self.step_key, self.step_id, self.attempt, type_, payload)
 
     @property
     def run_id(self) -> str:
@@ -77,3 +94,29 @@ class Context:
 
     def mark_cancelled(self) -> None:
         self._cancelled = True
+
+
+class StepLogger:
+    """``ctx.log``: info/warning/error/debug lines persisted with the step and sent to ``logging``."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def _line(self, level: int, message: str, *args: object) -> None:
+        text = message % args if args else message
+        _logger.log(level, "[run %s step %s] %s", self._ctx.run_id, self._ctx.step_id, text)
+        if level >= logging.INFO:
+            self._ctx._add("step.log", {"level": logging.getLevelName(level).lower(), "message": text})
+
+    def debug(self, message: str, *args: object) -> None:
+        """Sent to ``logging`` only; not kept in the run's events."""
+        self._line(logging.DEBUG, message, *args)
+
+    def info(self, message: str, *args: object) -> None:
+        self._line(logging.INFO, message, *args)
+
+    def warning(self, message: str, *args: object) -> None:
+        self._line(logging.WARNING, message, *args)
+
+    def error(self, message: str, *args: object) -> None:
+        self._line(logging.ERROR, message, *args)

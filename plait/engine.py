@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
@@ -29,10 +29,11 @@ from plait.ids import new_run_id
 from plait.loop_thread import LoopThread
 from plait.payloads import ANY, DEFAULT_MAX_PAYLOAD_BYTES, Codec, dump_any
 from plait.queues import Queue, concurrency_key_of
-from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
+from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.steps import Step
 from plait.store import open_store
 from plait.store.base import NewRun, RunFilter, RunRow, Store
+from plait.subscriptions import Listener, Subscription
 from plait.waiting import Approval, approval_event, resume_event
 from plait.worker import Worker
 from plait.workflow.graph import ChildTask, WaitNode, Workflow, node_id, node_tasks
@@ -77,6 +78,7 @@ class Engine:
         self._store: Store = open_store(self.url, durability=durability, schema=schema)
         self._workflows: dict[str, dict[str, Workflow[Any, Any]]] = {}
         self._pending_queues: dict[str, Queue] = {}
+        self._subscriptions: list[Subscription] = []
         self._latest: dict[str, Workflow[Any, Any]] = {}
         self._loop = LoopThread("plait-engine", max_threads=max(4, min(concurrency, 64)))
         self._worker = Worker(
@@ -124,6 +126,8 @@ class Engine:
         await asyncio.to_thread(self._loop.stop)
 
     async def _shutdown(self) -> None:
+        for subscription in self._subscriptions:
+            await subscription.stop()
         if self._started:
             await self._worker.stop(self._grace)
         await self._store.close()
@@ -501,6 +505,52 @@ class Engine:
         await self._store.reopen_run(self.namespace, run_id, self.clock.now().timestamp())
         self._worker.wake()
         return RunHandle(self, run_id)
+
+    def events(self, after: str | None = None, *, limit: int = 100) -> EventPage:
+        """The namespace's event feed in commit order, after ``after`` (a cursor from a previous page).
+
+        Keep the returned ``cursor`` to resume after a restart: no event is
+        skipped or repeated.
+        """
+        return self._loop.run(self._events(after, limit))
+
+    async def aevents(self, after: str | None = None, *, limit: int = 100) -> EventPage:
+        return await self._loop.run_async(self._events(after, limit))
+
+    async def _events(self, after: str | None, limit: int) -> EventPage:
+        if not 1 <= limit <= 1000:
+            raise InputValidationError("limit must be between 1 and 1000")
+        rows, cursor = await self._store.read_events(self.namespace, after, limit)
+        return EventPage(items=[Event.from_row(row) for row in rows], cursor=cursor)
+
+    def subscribe(
+        self,
+        callback: Listener,
+        *,
+        types: Collection[str] | None = None,
+        workflow: Workflow[Any, Any] | str | None = None,
+        after: str | None = "now",
+    ) -> Subscription:
+        """Call ``callback(event)`` for every new event (of ``types``, of ``workflow``) in this process.
+
+        ``after="now"`` (default) starts with events committed from now on;
+        a cursor resumes there, None replays the whole log. Sync callbacks run
+        in a thread; one that raises is logged and never breaks a run.
+        """
+        workflow_id = workflow.id if isinstance(workflow, Workflow) else workflow
+
+        async def start() -> Subscription:
+            cursor = await self._store.events_head(self.namespace) if after == "now" else after
+            subscription = Subscription(self._store, self.namespace, callback, types, workflow_id, cursor, 0.05)
+            subscription.start()
+            self._subscriptions.append(subscription)
+            return subscription
+
+        return self._loop.run(start())
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop a subscription."""
+        self._loop.run(subscription.stop())
 
     def send_event(self, run_id: str, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:
         """Deliver event ``name`` to a run; it is kept until the run waits for it.

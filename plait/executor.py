@@ -29,8 +29,9 @@ from plait.errors import (
     StepTimeout,
 )
 from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable
+from plait.run_log import RunLog, public_error
 from plait.steps import Step, takes_context
-from plait.store.base import FOREVER, Lease, Park, RunRow, StepRow, Store, WaitRow
+from plait.store.base import FOREVER, Lease, NewEvent, Park, RunRow, StepRow, Store, WaitRow
 from plait.waiting import Poll, SuspendRequest, approval_event, resume_event
 from plait.workflow.graph import (
     BranchNode,
@@ -142,6 +143,8 @@ class RunExecution:
         # The last step's row is written in the run's final transaction: one commit fewer per run.
         self._deferrable_key = last.task.id if isinstance(last, ThenNode) and isinstance(last.task, Step) else None
         self.deferred_step: StepRow | None = None
+        self.deferred_events: list[NewEvent] = []
+        self.log = RunLog(run, host.store, host.clock, self.lease)
         self._last_output: tuple[Any, str, Any] | None = None
 
     def mark_cancelled(self) -> None:
@@ -176,7 +179,8 @@ class RunExecution:
     async def _flush_deferred(self) -> None:
         if self.deferred_step is not None:
             row, self.deferred_step = self.deferred_step, None
-            await self.host.store.record_step(self.lease, row)
+            events, self.deferred_events = self.deferred_events, []
+            await self.host.store.record_step(self.lease, row, events)
 
     # -- nodes ---------------------------------------------------------------
 
@@ -361,7 +365,9 @@ class RunExecution:
         """Consume the oldest waiting event ``name`` and checkpoint it as the output at ``key``."""
         now = self._now()
         record = StepRow(self.run_id, key, step_id, 1, "succeeded", None, None, None, now, now)
-        payload = await self.host.store.consume_event(self.lease, name, key, record)
+        async with self.log.writing():
+            events = self.log.step_events(key, step_id, 1, now, "step.completed", {"event": name})
+            payload = await self.host.store.consume_event(self.lease, name, key, record, events)
         if payload is not None:
             self._resolved[key] = replace(record, output=payload)
             self.outputs_by_step[step_id] = payload
@@ -459,8 +465,11 @@ class RunExecution:
                 error = describe_error(exc, step.id, attempt)
                 if not options.retry.should_retry(exc, budget_used):
                     return await self._settle_failure(step, key, attempt, value, input_json, error, started)
-                await self._record(key, step.id, attempt, "failed", input_json, None, json.dumps(error), started)
                 delay = options.retry.delay_before(budget_used + 1)
+                retrying = ("step.retrying", {"next_attempt": attempt + 1, "delay_seconds": round(delay, 3)})
+                await self._record(
+                    key, step.id, attempt, "failed", input_json, None, json.dumps(error), started, then=retrying
+                )
                 if delay >= PARK_RETRIES_LONGER_THAN:
                     retry_at = self._now() + delay
                     wait = WaitRow(self.run_id, key, "retry", retry_at, None, None, None, self._now())
@@ -506,6 +515,7 @@ class RunExecution:
 
     async def _attempt(self, step: Step[Any, Any], key: str, attempt: int, input_value: Any) -> Any:
         ctx = Context(self, step.id, key, attempt)
+        self.log.begin(key, step.id, attempt, self._now())
         wait = self.waits.get(key)
         polling = wait is not None and wait.kind == "poll"
         if wait is not None and wait.kind == "resume":
@@ -627,7 +637,10 @@ class RunExecution:
         started: float,
         *,
         defer: bool = False,
+        then: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
+        """Commit one step attempt with its events; ``then`` is one more event after the outcome."""
+        finished = self.host.clock.now().timestamp()
         row = StepRow(
             run_id=self.run_id,
             step_key=key,
@@ -638,12 +651,20 @@ class RunExecution:
             output=output_json,
             error=error_json,
             started_at=started,
-            finished_at=self.host.clock.now().timestamp(),
+            finished_at=finished,
         )
-        if defer:
-            self.deferred_step = row
-        else:
-            await self.host.store.record_step(self.lease, row)
+        outcome: dict[str, Any] = {"duration_ms": round((finished - started) * 1000, 3)}
+        if error_json is not None:
+            outcome["error"] = public_error(json.loads(error_json))
+        type_ = {"succeeded": "step.completed", "skipped": "step.skipped"}.get(status, "step.failed")
+        async with self.log.writing():
+            events = self.log.step_events(key, step_id, row.attempt, started, type_, outcome)
+            if then is not None:
+                events.append(self.log.event(then[0], payload=then[1], step_id=step_id, key=key, attempt=row.attempt))
+            if defer:
+                self.deferred_step, self.deferred_events = row, events
+            else:
+                await self.host.store.record_step(self.lease, row, events)
         if output_json is not None:
             self._resolved[key] = row
         self._attempts_seen[key] = row.attempt

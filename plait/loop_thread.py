@@ -34,8 +34,14 @@ class LoopThread:
     def is_current(self) -> bool:
         return threading.current_thread() is self._thread
 
+    def _check_open(self, coro: Coroutine[Any, Any, Any]) -> None:
+        if self.loop.is_closed() or not self._thread.is_alive():
+            coro.close()
+            raise RuntimeError("this plait.Engine is closed; create a new Engine to use it again")
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and block until it returns."""
+        self._check_open(coro)
         if self.is_current():
             coro.close()
             raise RuntimeError(
@@ -45,6 +51,7 @@ class LoopThread:
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the loop from any loop."""
+        self._check_open(coro)
         if self.is_current():
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))

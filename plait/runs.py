@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Coroutine
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from plait.errors import RunCancelled, RunFailed
-from plait.store.base import RunRow, StepRow
+from plait.store.base import EventRow, RunRow, StepRow
 
 if TYPE_CHECKING:
     from plait.engine import Engine
@@ -119,6 +121,43 @@ class Run(BaseModel):
         )
 
 
+class Event(BaseModel):
+    """One entry of a run's event log. ``seq`` numbers a run's events without gaps; ``id`` is global."""
+
+    id: int
+    run_id: str
+    workflow_id: str
+    seq: int
+    type: str
+    step_id: str | None
+    step_key: str | None
+    attempt: int | None
+    payload: Any
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: EventRow) -> Event:
+        return cls(
+            id=row.id,
+            run_id=row.run_id,
+            workflow_id=row.workflow_id,
+            seq=row.seq,
+            type=row.type,
+            step_id=row.step_id,
+            step_key=row.step_key,
+            attempt=row.attempt,
+            payload=_json(row.payload),
+            created_at=datetime.fromtimestamp(row.created_at, UTC),
+        )
+
+
+class EventPage(BaseModel):
+    """Events of the global feed, and the cursor to pass back for the ones after them."""
+
+    items: list[Event]
+    cursor: str | None
+
+
 class Page(BaseModel, Generic[T]):
     """One page of a listing; pass ``next_cursor`` back to get the next (None at the end)."""
 
@@ -217,9 +256,53 @@ class RunHandle(Generic[O_co]):
     async def aresume(self, step_id: str, data: Any = None) -> None:
         await self._engine.aresume(self.id, step_id, data)
 
+    def events(self, after: int = 0, *, follow: bool = True, poll: float = 0.05) -> Iterator[Event]:
+        """The run's events after seq ``after``: its history, then new ones live until the run ends.
+
+        With ``follow=False`` it stops at the end of the history so far.
+        """
+        while True:
+            batch = self._sync(self._engine._store.read_run_events(self.id, after, 500))
+            yield from batch_events(batch)
+            if batch:
+                after = batch[-1].seq
+                continue
+            if not follow or self._sync(self._engine._get_row(self.id)).is_terminal:
+                # Read once more: the final events commit with the final status.
+                tail = self._sync(self._engine._store.read_run_events(self.id, after, 500))
+                yield from batch_events(tail)
+                if not tail:
+                    return
+                after = tail[-1].seq
+                continue
+            time.sleep(poll)  # following another thread's or process's progress
+
+    async def aevents(self, after: int = 0, *, follow: bool = True, poll: float = 0.05) -> AsyncIterator[Event]:
+        """Async twin of ``events``."""
+        while True:
+            batch = await self._async(self._engine._store.read_run_events(self.id, after, 500))
+            for event in batch_events(batch):
+                yield event
+            if batch:
+                after = batch[-1].seq
+                continue
+            if not follow or (await self._async(self._engine._get_row(self.id))).is_terminal:
+                tail = await self._async(self._engine._store.read_run_events(self.id, after, 500))
+                for event in batch_events(tail):
+                    yield event
+                if not tail:
+                    return
+                after = tail[-1].seq
+                continue
+            await asyncio.sleep(poll)
+
     def cancel(self) -> bool:
         """Cancel the run (and its child runs); False if it had already ended."""
         return self._sync(self._engine._cancel(self.id))
 
     async def acancel(self) -> bool:
         return await self._async(self._engine._cancel(self.id))
+
+
+def batch_events(rows: list[EventRow]) -> list[Event]:
+    return [Event.from_row(row) for row in rows]

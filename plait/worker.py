@@ -217,6 +217,7 @@ class Worker:
     async def _execute(self, row: RunRow, fresh: bool) -> None:
         lease = Lease(row.id, row.lease_token)
         final: RunRow | None = None
+        execution: RunExecution | None = None
         try:
             workflow = self._lookup(row.workflow_id, row.workflow_version)
             if workflow is None:  # unregistered since the claim: let a worker that has it take over
@@ -235,10 +236,17 @@ class Worker:
                     status, error = "failed", describe_error(exc)
             error_json = json.dumps(error) if error else None
             now = self.clock.now().timestamp()
-            await self.store.finish_run(lease, status, output_json, error_json, now, execution.deferred_step)
+            async with execution.log.writing():
+                events = [*execution.deferred_events, *execution.log.finish_events(status, output_json, error)]
+                await self.store.finish_run(
+                    lease, status, output_json, error_json, now, execution.deferred_step, events
+                )
             final = replace(row, status=status, output=output_json, error=error_json, finished_at=now, owner=None)
         except ParkSignal as signal:
-            await self.store.park_run(lease, signal.park, self.clock.now().timestamp())
+            assert execution is not None
+            async with execution.log.writing():
+                events = execution.log.park_events(signal.park)
+                await self.store.park_run(lease, signal.park, self.clock.now().timestamp(), events)
         except RunCancelledSignal:
             final = await self.store.get_run(row.namespace, row.id)
         except LeaseLost as exc:

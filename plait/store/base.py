@@ -237,6 +237,10 @@ class Store(Protocol):
         """A run's events with seq > ``after_seq``, in order."""
         ...
 
+    async def events_head(self, namespace: str) -> str | None:
+        """A cursor just past the namespace's latest committed event (None when there is none)."""
+        ...
+
     async def read_events(self, namespace: str, cursor: str | None, limit: int) -> tuple[list[EventRow], str | None]:
         """The namespace's events after ``cursor`` in commit order, and the cursor after them.
 

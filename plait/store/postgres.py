@@ -506,6 +506,14 @@ class PostgresStore:
         )
         return [EventRow(*row) for row in rows]
 
+    async def events_head(self, namespace: str) -> str | None:
+        rows = await self._read(
+            "SELECT txid::text, id FROM plait_events WHERE namespace = %s "
+            "AND txid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY txid DESC, id DESC LIMIT 1",
+            (namespace,),
+        )
+        return f"{rows[0][0]}:{rows[0][1]}" if rows else None
+
     async def read_events(self, namespace: str, cursor: str | None, limit: int) -> tuple[list[EventRow], str | None]:
         # Ids are handed out at insert, not at commit: order by transaction id and stop before the oldest
         # transaction still running, so an event committing later can never land behind the cursor.

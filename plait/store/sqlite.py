@@ -520,6 +520,10 @@ class SQLiteStore:
         )
         return [EventRow(*row) for row in rows]
 
+    async def events_head(self, namespace: str) -> str | None:
+        rows = self._read("SELECT max(id) FROM plait_events WHERE namespace = ?", (namespace,))
+        return None if rows[0][0] is None else str(rows[0][0])
+
     async def read_events(self, namespace: str, cursor: str | None, limit: int) -> tuple[list[EventRow], str | None]:
         # One writer at a time: ids are handed out in commit order, so the id is a safe cursor.
         after = int(cursor) if cursor else 0

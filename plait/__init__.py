@@ -20,6 +20,7 @@ from plait.errors import (
     WorkflowDefinitionError,
     WorkflowNotFound,
 )
+from plait.hooks import HookInfo, Hooks
 from plait.queues import Queue
 from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRecord
 from plait.steps import Retry, Step, approval, create_step, step
@@ -40,6 +41,8 @@ __all__ = [
     "Event",
     "EventPage",
     "EventTimeout",
+    "HookInfo",
+    "Hooks",
     "InputValidationError",
     "LeaseLost",
     "Page",

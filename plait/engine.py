@@ -25,6 +25,7 @@ from plait.errors import (
     WorkflowDefinitionError,
     WorkflowNotFound,
 )
+from plait.hooks import Hook, HookRunner, Hooks
 from plait.ids import new_run_id
 from plait.loop_thread import LoopThread
 from plait.payloads import ANY, DEFAULT_MAX_PAYLOAD_BYTES, Codec, dump_any
@@ -34,6 +35,7 @@ from plait.steps import Step
 from plait.store import open_store
 from plait.store.base import NewRun, RunFilter, RunRow, Store
 from plait.subscriptions import Listener, Subscription
+from plait.tracing import Tracer, current_trace_context, tracing_available
 from plait.waiting import Approval, approval_event, resume_event
 from plait.worker import Worker
 from plait.workflow.graph import ChildTask, WaitNode, Workflow, node_id, node_tasks
@@ -54,7 +56,9 @@ class Engine:
     ``durability="full"`` (default) makes every commit survive power loss;
     ``"normal"`` is faster and survives process crashes but may lose the last
     commits on power loss. On PostgreSQL, ``schema`` (or ``?schema=`` in the
-    URL) puts plait's tables in their own schema.
+    URL) puts plait's tables in their own schema. ``events=False`` turns the
+    event log off (no run.events(), feed, subscriptions or webhooks). With the
+    ``otel`` extra installed, ``tracing`` emits OpenTelemetry spans.
     """
 
     def __init__(
@@ -70,6 +74,8 @@ class Engine:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         durability: Literal["full", "normal"] = "full",
         schema: str | None = None,
+        events: bool = True,
+        tracing: bool = True,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -93,6 +99,12 @@ class Engine:
             max_payload_bytes=max_payload_bytes,
             before_claim=self._store_queues,
         )
+        self._store.record_events = events
+        self._hooks = HookRunner()
+        self._worker.observers.append(self._hooks)
+        if tracing and tracing_available():
+            self._worker.tracer = Tracer()
+            self._worker.observers.append(self._worker.tracer)
         self._started = False
         self._grace = 0.0
         self._closed = threading.Event()
@@ -225,6 +237,18 @@ class Engine:
         if self._pending_queues:
             queues, self._pending_queues = list(self._pending_queues.values()), {}
             await self._store.register_queues(queues)
+
+    def add_hooks(self, hooks: Hooks | None = None, **callbacks: Hook) -> None:
+        """Call hooks around every run and step of this engine: a ``plait.Hooks`` or its fields by name.
+
+        ``engine.add_hooks(after_run=notify)``; a hook that raises is logged and never breaks a run.
+        """
+        try:
+            self._hooks.hooks.append(hooks or Hooks(**callbacks))
+        except TypeError as exc:
+            raise WorkflowDefinitionError(
+                f"add_hooks() takes before_run, after_run, before_step, after_step, on_step_error: {exc}"
+            ) from exc
 
     def workflows(self) -> list[Workflow[Any, Any]]:
         """The latest registered version of every workflow."""
@@ -380,6 +404,7 @@ class Engine:
             metadata=dump_any(dict(metadata)) if metadata else None,
             queue=workflow.placement.queue,
             concurrency_key=concurrency_key_of(workflow, value),
+            trace_context=current_trace_context(),
         )
 
     async def _create(self, new: NewRun) -> RunRow:

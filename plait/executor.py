@@ -28,6 +28,7 @@ from plait.errors import (
     StepOutputInvalid,
     StepTimeout,
 )
+from plait.hooks import HookInfo, HookRunner, Observer
 from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable
 from plait.run_log import RunLog, public_error
 from plait.steps import Step, takes_context
@@ -56,6 +57,7 @@ class RunHost(Protocol):
     clock: Clock
     max_payload_bytes: int
     draining: bool
+    observers: list[Observer]
 
     def lease_until(self) -> float:
         """When a lease (or a queue slot) taken now expires, in wall seconds."""
@@ -145,6 +147,8 @@ class RunExecution:
         self.deferred_step: StepRow | None = None
         self.deferred_events: list[NewEvent] = []
         self.log = RunLog(run, host.store, host.clock, self.lease)
+        workflow_hooks = [HookRunner([workflow.hooks])] if workflow.hooks is not None else []
+        self.observers: list[Observer] = [*host.observers, *workflow_hooks]
         self._last_output: tuple[Any, str, Any] | None = None
 
     def mark_cancelled(self) -> None:
@@ -455,6 +459,7 @@ class RunExecution:
             return await self._settle_failure(step, key, attempt, value, None, error, started)
         while True:
             try:
+                await self._observe("step_started", step.id, key, attempt)
                 async with self._queue_slot(step.options.queue, key):
                     output = await self._attempt(step, key, attempt, input_value)
                 output_json = self._dump(step.output_codec, output, step.id)
@@ -463,6 +468,7 @@ class RunExecution:
             except Exception as exc:  # noqa: BLE001 - every failure of user code is recorded, not raised.
                 budget_used += 1
                 error = describe_error(exc, step.id, attempt)
+                await self._observe("step_ended", step.id, key, attempt, error=public_error(error))
                 if not options.retry.should_retry(exc, budget_used):
                     return await self._settle_failure(step, key, attempt, value, input_json, error, started)
                 delay = options.retry.delay_before(budget_used + 1)
@@ -479,6 +485,7 @@ class RunExecution:
                 attempt += 1
                 started = self.host.clock.now().timestamp()
                 continue
+            await self._observe("step_ended", step.id, key, attempt, output=output)
             defer = key == self._deferrable_key
             await self._record(key, step.id, attempt, "succeeded", input_json, output_json, None, started, defer=defer)
             self.outputs_by_step[step.id] = output_json
@@ -505,6 +512,16 @@ class RunExecution:
             yield
         finally:
             await store.release_slot(queue, holder)
+
+    def hook_info(self, **fields: Any) -> HookInfo:
+        run = self.run
+        return HookInfo(run_id=run.id, workflow_id=run.workflow_id, workflow_version=run.workflow_version, **fields)
+
+    async def _observe(self, what: str, step_id: str, key: str, attempt: int, **fields: Any) -> None:
+        if self.observers:
+            info = self.hook_info(step_id=step_id, step_key=key, attempt=attempt, **fields)
+            for observer in self.observers:
+                await getattr(observer, what)(info)
 
     def _input_json(self, step: Step[Any, Any], input_value: Any) -> str:
         """The stored input; in a chain it is the previous output, already serialized."""

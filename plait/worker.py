@@ -14,9 +14,12 @@ from typing import Any
 from plait.clock import Clock, wall_seconds
 from plait.errors import LeaseLost, RunCancelledSignal, RunNotFound, StoreUnavailable
 from plait.executor import ParkSignal, RunExecution, describe_error
+from plait.hooks import Observer
 from plait.ids import is_owner_alive, process_owner
 from plait.queues import concurrency_key_of
+from plait.run_log import public_error
 from plait.store.base import Lease, NewRun, RunRow, Store
+from plait.tracing import Tracer
 from plait.workflow.graph import Workflow
 
 log = logging.getLogger("plait.worker")
@@ -65,6 +68,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = False
         self.draining = False
+        self.observers: list[Observer] = []
+        self.tracer: Tracer | None = None
         self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
 
@@ -227,6 +232,11 @@ class Worker:
             waits = [] if fresh else await self.store.load_waits(row.id)
             execution = RunExecution(self, row, workflow, steps, waits)
             self._active[row.id] = (self._active[row.id][0], execution)
+            if self.tracer is not None:
+                self.tracer.begin_run(execution.hook_info(), row.trace_context)
+            if not steps and not waits:
+                for observer in execution.observers:
+                    await observer.run_started(execution.hook_info())
             status, output, error = await execution.execute()
             output_json = None
             if status == "succeeded":
@@ -242,6 +252,8 @@ class Worker:
                     lease, status, output_json, error_json, now, execution.deferred_step, events
                 )
             final = replace(row, status=status, output=output_json, error=error_json, finished_at=now, owner=None)
+            for observer in execution.observers:
+                await observer.run_ended(execution.hook_info(status=status, output=output, error=public_error(error)))
         except ParkSignal as signal:
             assert execution is not None
             async with execution.log.writing():
@@ -263,6 +275,8 @@ class Worker:
             log.exception("plait worker %s: run %s hit an internal error; handing it back", self.owner, row.id)
             await self._release_quietly(lease, backoff=True)
         finally:
+            if self.tracer is not None:
+                self.tracer.end_run(row.id, final.status if final is not None else "paused")
             self._active.pop(row.id, None)
             if final is not None and final.is_terminal:
                 self._resolve_waiters(final)
@@ -296,6 +310,7 @@ class Worker:
                 lease_expires_at=self.lease_until(),
                 queue=workflow.placement.queue,
                 concurrency_key=concurrency_key_of(workflow, workflow.input_codec.load(input_json)),
+                trace_context=self.tracer.context_of(parent.id) if self.tracer is not None else None,
             )
         )
         if row.is_terminal:

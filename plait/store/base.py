@@ -178,6 +178,8 @@ class RunFilter:
 class Store(Protocol):
     """Durable state of runs and steps. Every method is one transaction."""
 
+    record_events: bool
+
     async def migrate(self) -> None:
         """Bring the schema to the current version (safe when many processes start together)."""
         ...

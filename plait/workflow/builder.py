@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union, overload
 
 from plait.clock import to_seconds
 from plait.errors import WorkflowDefinitionError
+from plait.hooks import Hooks
 from plait.ids import is_valid_id
 from plait.payloads import Codec, type_name
 from plait.queues import Queue, queue_name
@@ -88,9 +89,11 @@ class Builder(Generic[In, Out_co]):
         nodes: tuple[Node, ...] = (),
         current_type: Any = None,
         placement: Placement | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self._id = id
         self._placement = placement or Placement()
+        self._hooks = hooks
         self._input_codec = input_codec
         self._declared_output = declared_output
         self._version = version
@@ -117,6 +120,7 @@ class Builder(Generic[In, Out_co]):
             nodes=(*self._nodes, node),
             current_type=output_type,
             placement=self._placement,
+            hooks=self._hooks,
         )
 
     def _auto_id(self, prefix: str, given: str | None) -> str:
@@ -339,6 +343,7 @@ class Builder(Generic[In, Out_co]):
             nodes=self._nodes,
             description=self._description,
             placement=self._placement,
+            hooks=self._hooks,
         )
 
 
@@ -359,13 +364,15 @@ def workflow(
     description: str = "",
     queue: Queue | str | None = None,
     concurrency_key: Callable[[In], object] | None = None,
+    hooks: Hooks | None = None,
 ) -> Builder[In, In]:
     """Start building a workflow that takes ``input``; ``output`` is checked at ``commit()``.
 
     ``version`` pins the version name; by default it is a hash of the plan.
     ``queue`` puts its runs in a queue whose limits hold across all workers;
     ``concurrency_key(input)`` groups runs for the queue's ``key_concurrency``
-    (e.g. one run at a time per customer).
+    (e.g. one run at a time per customer). ``hooks`` are called around this
+    workflow's runs and steps (see ``plait.Hooks``).
     """
     if not is_valid_id(id):
         raise WorkflowDefinitionError(
@@ -381,4 +388,5 @@ def workflow(
         version=version,
         description=description,
         placement=placement,
+        hooks=hooks,
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
+from plait.hooks import Hooks
 from plait.payloads import Codec, type_name
 from plait.queues import Queue
 from plait.steps import Step
@@ -218,9 +219,11 @@ class Workflow(Generic[In_contra, Out_co]):
         nodes: tuple[Node, ...],
         description: str = "",
         placement: Placement | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.id = id
         self.placement = placement or Placement()
+        self.hooks = hooks
         self.input_codec = input_codec
         self.output_codec = output_codec
         self.nodes = nodes

@@ -33,10 +33,12 @@ from plait.queues import Queue, concurrency_key_of
 from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.steps import Step
 from plait.store import open_store
+from plait.store import webhooks as webhook_table
 from plait.store.base import NewRun, RunFilter, RunRow, Store
 from plait.subscriptions import Listener, Subscription
 from plait.tracing import Tracer, current_trace_context, tracing_available
 from plait.waiting import Approval, approval_event, resume_event
+from plait.webhooks import DeadLetter, Webhook, WebhookDispatcher
 from plait.worker import Worker
 from plait.workflow.graph import ChildTask, WaitNode, Workflow, node_id, node_tasks
 
@@ -76,6 +78,8 @@ class Engine:
         schema: str | None = None,
         events: bool = True,
         tracing: bool = True,
+        webhook_max_attempts: int = 5,
+        webhook_backoff: float = 1.0,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -105,6 +109,16 @@ class Engine:
         if tracing and tracing_available():
             self._worker.tracer = Tracer()
             self._worker.observers.append(self._worker.tracer)
+        self._dispatcher = WebhookDispatcher(
+            self._store,
+            self.clock,
+            namespace,
+            self._worker.owner,
+            max_attempts=webhook_max_attempts,
+            first_backoff=webhook_backoff,
+            poll=poll_interval,
+            lease_seconds=lease_seconds,
+        )
         self._started = False
         self._grace = 0.0
         self._closed = threading.Event()
@@ -120,6 +134,7 @@ class Engine:
         with self._start_lock:
             if not self._started:
                 self._loop.call_soon(self._worker.start)
+                self._loop.call_soon(self._dispatcher.start)
                 self._started = True
 
     def close(self) -> None:
@@ -142,6 +157,7 @@ class Engine:
             await subscription.stop()
         if self._started:
             await self._worker.stop(self._grace)
+            await self._dispatcher.stop()
         await self._store.close()
 
     def __enter__(self) -> Engine:
@@ -576,6 +592,76 @@ class Engine:
     def unsubscribe(self, subscription: Subscription) -> None:
         """Stop a subscription."""
         self._loop.run(subscription.stop())
+
+    # -- webhooks ------------------------------------------------------------
+
+    def add_webhook(
+        self,
+        url: str,
+        secret: str,
+        *,
+        event_types: Collection[str] | None = None,
+        workflows: Collection[Workflow[Any, Any] | str] | None = None,
+    ) -> Webhook:
+        """POST this namespace's events from now on to ``url``, signed with ``secret`` (HMAC-SHA256).
+
+        Stored in the database: any worker of the namespace delivers (one at a
+        time). Failed deliveries retry with back-off, then go to ``dead_letters()``.
+        """
+        if not url.startswith(("http://", "https://")):
+            raise InputValidationError(f"webhook url must start with http:// or https://, got {url!r}")
+        if len(secret) < 16:
+            raise InputValidationError("webhook secret must be at least 16 characters; generate a random one")
+        names = sorted({w.id if isinstance(w, Workflow) else w for w in workflows}) if workflows else None
+        return self._loop.run(self._add_webhook(url, secret, sorted(event_types) if event_types else None, names))
+
+    async def _add_webhook(
+        self, url: str, secret: str, event_types: list[str] | None, workflows: list[str] | None
+    ) -> Webhook:
+        row = webhook_table.WebhookRow(
+            id=f"wh_{new_run_id()}",
+            namespace=self.namespace,
+            url=url,
+            secret=secret,
+            event_types=event_types,
+            workflows=workflows,
+            cursor=await self._store.events_head(self.namespace),
+            created_at=self.clock.now().timestamp(),
+        )
+        await webhook_table.add_webhook(self._store, row)
+        return Webhook.from_row(row)
+
+    def webhooks(self) -> list[Webhook]:
+        """This namespace's webhooks (their secrets are never shown)."""
+        rows = self._loop.run(webhook_table.list_webhooks(self._store, self.namespace))
+        return [Webhook.from_row(row) for row in rows]
+
+    def remove_webhook(self, webhook_id: str) -> bool:
+        """Stop a webhook; False if there was no such webhook."""
+        return self._loop.run(webhook_table.remove_webhook(self._store, self.namespace, webhook_id))
+
+    def dead_letters(self, webhook_id: str | None = None) -> list[DeadLetter]:
+        """Deliveries that failed every retry and were not replayed yet."""
+        rows = self._loop.run(webhook_table.list_dead_letters(self._store, self.namespace, webhook_id))
+        return [DeadLetter.from_row(row) for row in rows]
+
+    def replay_dead_letters(self, ids: Collection[int] | None = None) -> int:
+        """Send dead-lettered events again (all, or those ``ids``); returns how many went through."""
+        return self._loop.run(self._replay(ids))
+
+    async def _replay(self, ids: Collection[int] | None) -> int:
+        hooks = {h.id: h for h in await webhook_table.list_webhooks(self._store, self.namespace)}
+        delivered = 0
+        for letter in await webhook_table.list_dead_letters(self._store, self.namespace, None):
+            hook = hooks.get(letter.webhook_id)
+            if (ids is not None and letter.id not in ids) or hook is None:
+                continue
+            row = await webhook_table.read_event(self._store, letter.event_id)
+            if row is None or await self._dispatcher.deliver(hook, Event.from_row(row)):
+                continue
+            await webhook_table.mark_replayed(self._store, letter.id, self.clock.now().timestamp())
+            delivered += 1
+        return delivered
 
     def send_event(self, run_id: str, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:
         """Deliver event ``name`` to a run; it is kept until the run waits for it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from plait.queues import Queue
@@ -182,6 +182,10 @@ class Store(Protocol):
 
     async def migrate(self) -> None:
         """Bring the schema to the current version (safe when many processes start together)."""
+        ...
+
+    async def sql(self, query: str, params: Sequence[object] = (), *, write: bool = False) -> list[tuple[Any, ...]]:
+        """Run one portable statement (``?`` placeholders) for the store's own helper modules."""
         ...
 
     async def close(self) -> None: ...

@@ -128,7 +128,7 @@ class PostgresStore:
     async def _read(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
         async with self._cursor(write=False) as cursor:
             await cursor.execute(query, params)
-            return await cursor.fetchall()
+            return await cursor.fetchall() if cursor.description is not None else []
 
     async def _notify(self, cursor: Cursor, namespace: str) -> None:
         """Wake idle workers of this schema and namespace once the transaction commits."""
@@ -155,6 +155,10 @@ class PostgresStore:
                     await cursor.execute("INSERT INTO plait_schema (version) VALUES (%s)", (version,))
 
         await self._write(apply)
+
+    async def sql(self, query: str, params: Sequence[object] = (), *, write: bool = False) -> list[tuple[Any, ...]]:
+        # One statement in autocommit is its own transaction, so reads and writes go the same way.
+        return await self._read(query.replace("?", "%s"), list(params))
 
     async def schema_version(self) -> int:
         rows = await self._read("SELECT max(version) FROM plait_schema")

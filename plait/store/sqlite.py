@@ -212,6 +212,11 @@ class SQLiteStore:
 
         await self._write(apply)
 
+    async def sql(self, query: str, params: Sequence[object] = (), *, write: bool = False) -> list[tuple[Any, ...]]:
+        if not write:
+            return self._read(query, list(params))
+        return await self._write(lambda conn: conn.execute(query, list(params)).fetchall())
+
     async def schema_version(self) -> int:
         return int(self._read("SELECT max(version) FROM plait_schema")[0][0] or 0)
 

@@ -593,6 +593,26 @@ class Engine:
         """Stop a subscription."""
         self._loop.run(subscription.stop())
 
+    def prune(self, older_than: timedelta | float) -> int:
+        """Delete runs that ended more than ``older_than`` ago, with their steps, waits and events.
+
+        Runs still pending, running or waiting are never touched. Returns how many runs were deleted.
+        """
+        return self._loop.run(self._prune(older_than))
+
+    async def aprune(self, older_than: timedelta | float) -> int:
+        return await self._loop.run_async(self._prune(older_than))
+
+    async def _prune(self, older_than: timedelta | float) -> int:
+        seconds = to_seconds(older_than)
+        if seconds < 0:
+            raise InputValidationError("prune(older_than=...) must not be negative")
+        cutoff = self.clock.now().timestamp() - seconds
+        total = 0
+        while deleted := await self._store.prune(self.namespace, cutoff, 500):  # in batches: short transactions
+            total += deleted
+        return total
+
     # -- webhooks ------------------------------------------------------------
 
     def add_webhook(

@@ -326,6 +326,10 @@ class Store(Protocol):
         """When the next parked run is due (None if none)."""
         ...
 
+    async def prune(self, namespace: str, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` runs that ended before then, with their steps, waits, inbox and events."""
+        ...
+
     async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
         """Explain, on ready runs no registered workflow can execute, which version they need."""
         ...

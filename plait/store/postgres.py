@@ -648,6 +648,20 @@ class PostgresStore:
 
         return await self._write(fork)
 
+    async def prune(self, namespace: str, finished_before: float, limit: int) -> int:
+        async def prune(cursor: Cursor) -> int:
+            await cursor.execute(
+                "SELECT id FROM plait_runs WHERE namespace = %s AND status = ANY(%s) AND finished_at < %s LIMIT %s",
+                (namespace, list(TERMINAL_STATUSES), finished_before, limit),
+            )
+            ids = [row[0] for row in await cursor.fetchall()]
+            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events"):
+                await cursor.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (ids,))
+            await cursor.execute("DELETE FROM plait_runs WHERE id = ANY(%s)", (ids,))
+            return len(ids)
+
+        return await self._write(prune)
+
     async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
         async def mark(cursor: Cursor) -> int:
             await cursor.execute(

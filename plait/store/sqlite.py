@@ -741,6 +741,24 @@ class SQLiteStore:
         )
         return None if rows[0][0] is None else float(rows[0][0])
 
+    async def prune(self, namespace: str, finished_before: float, limit: int) -> int:
+        def prune(conn: sqlite3.Connection) -> int:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT id FROM plait_runs WHERE namespace = ? AND status IN {_TERMINAL_SQL} "
+                    "AND finished_at < ? LIMIT ?",
+                    (namespace, finished_before, limit),
+                ).fetchall()
+            ]
+            chosen = json.dumps(ids)
+            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (chosen,))
+            conn.execute("DELETE FROM plait_runs WHERE id IN (SELECT value FROM json_each(?))", (chosen,))
+            return len(ids)
+
+        return await self._write(prune)
+
     async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
         def mark(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(

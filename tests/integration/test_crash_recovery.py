@@ -113,3 +113,38 @@ def test_drip_campaign_survives_a_kill_while_sleeping(tmp_path: Path) -> None:
         "thanks:pro": 1,
         "nudge:-": 1,
     }
+
+
+def test_event_stream_followed_live_across_a_kill_equals_the_stored_history(tmp_path: Path) -> None:
+    import threading
+
+    import plait
+
+    db, log = tmp_path / "crash.db", tmp_path / "steps.log"
+    victim = spawn(db, log, "block_inside", "run-ev")
+    wait_until(lambda: log_counts(log)["s3"] == 1, "the run to enter step s3")
+    seen: list[plait.Event] = []
+    with plait.Engine(f"sqlite:///{db}", worker=False) as watcher:
+        handle = watcher.get_run("run-ev")
+        reader = threading.Thread(target=lambda: seen.extend(handle.events()))
+        reader.start()
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.communicate(timeout=10)
+        finish_in_new_process(db, log, "run-ev")
+        reader.join(timeout=60)
+        assert not reader.is_alive()
+        history = list(handle.events(follow=False))
+    assert [e.model_dump() for e in seen] == [e.model_dump() for e in history]
+    assert [e.seq for e in history] == list(range(1, len(history) + 1))
+    kinds = [(e.type, e.step_id) for e in history]
+    assert kinds[:6] == [
+        ("run.created", None),
+        ("run.started", None),
+        ("step.started", "s1"),
+        ("step.completed", "s1"),
+        ("step.started", "s2"),
+        ("step.completed", "s2"),
+    ]
+    assert ("run.resumed", None) in kinds
+    assert kinds[-1] == ("run.completed", None)
+    assert [k for k in kinds if k == ("step.completed", "s3")] == [("step.completed", "s3")]

@@ -204,3 +204,27 @@ def test_reserved_event_types_are_refused(engine: plait.Engine) -> None:
     run = engine.start(plait.workflow("sneaky_flow", input=int).then(sneaky).commit(), 1)
     with pytest.raises(plait.RunFailed, match="must not"):
         run.result(timeout=10)
+
+
+def test_prune_deletes_old_finished_runs_with_everything_they_wrote(db_url: str) -> None:
+    clock = FakeClock()
+
+    class Go(BaseModel):
+        ok: bool
+
+    waiter = plait.workflow("prune_waiter", input=int).wait_for_event("go", schema=Go).commit()
+    with plait.Engine(db_url, clock=clock) as engine:
+        old = engine.start(flow, 1)
+        old.result(timeout=10)
+        still_waiting = engine.start(waiter, 1)
+        engine.run_until_idle()
+        clock.advance(days=31)
+        recent = engine.start(flow, 2)
+        recent.result(timeout=10)
+        assert engine.prune(timedelta(days=30)) == 1
+        with pytest.raises(plait.RunNotFound):
+            engine.get_run(old.id)
+        assert list(old.events(follow=False)) == []
+        assert engine.get_run(recent.id).status == plait.RunStatus.SUCCEEDED
+        assert engine.get_run(still_waiting.id).status == plait.RunStatus.WAITING
+        assert {e.run_id for e in engine.events(limit=1000).items} == {recent.id, still_waiting.id}

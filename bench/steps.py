@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
     args = parser.parse_args()
-    results: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
+    results: dict[str, list[float]] = {"raw": [], "async": [], "sync": [], "no_events": []}
     with tempfile.TemporaryDirectory() as tmp:
         raw = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
         raw.execute("PRAGMA journal_mode=WAL")
@@ -74,13 +74,19 @@ def main() -> None:
             "async": sequential_flow(async_noop, args.steps),
             "sync": sequential_flow(sync_noop, args.steps),
         }
-        with plait.Engine(f"sqlite:///{Path(tmp) / 'plait.db'}", durability=args.durability) as engine:
+        durability = args.durability
+        with (
+            plait.Engine(f"sqlite:///{Path(tmp) / 'plait.db'}", durability=durability) as engine,
+            plait.Engine(f"sqlite:///{Path(tmp) / 'quiet.db'}", durability=durability, events=False) as quiet,
+        ):
             for flow in flows.values():
                 engine.start(flow, 0).result(timeout=60)  # warm up
+            quiet.start(flows["async"], 0).result(timeout=60)
             for _ in range(args.rounds):
                 results["raw"].append(raw_commit_seconds(raw, args.runs * args.steps // 2))
                 for kind, flow in flows.items():
                     results[kind].append(plait_seconds_per_step(engine, flow, args.runs, args.steps))
+                results["no_events"].append(plait_seconds_per_step(quiet, flows["async"], args.runs, args.steps))
         raw.close()
     raw_s = statistics.median(results["raw"])
     sync_mode = args.durability.upper()
@@ -88,9 +94,16 @@ def main() -> None:
     print(f"workload: {args.runs} runs x {args.steps} no-op steps, one run at a time")
     print(f"{'figure':34} {'us':>8} {'per s':>9} {'/ raw':>7}")
     print(f"{'raw durable commit (200 B row)':34} {raw_s * 1e6:8.1f} {1 / raw_s:9,.0f} {1:7.2f}")
-    for kind, label in (("async", "plait step, async def"), ("sync", "plait step, def (thread pool)")):
+    rows = (
+        ("async", "plait step, async def"),
+        ("sync", "plait step, def (thread pool)"),
+        ("no_events", "plait step, async, events=False"),
+    )
+    for kind, label in rows:
         value = statistics.median(results[kind])
         print(f"{label:34} {value * 1e6:8.1f} {1 / value:9,.0f} {value / raw_s:7.2f}")
+    overhead = statistics.median(results["async"]) / statistics.median(results["no_events"]) - 1
+    print(f"event log cost: {overhead * 100:+.1f}% per step (target <= 25%)")
 
 
 if __name__ == "__main__":

@@ -105,10 +105,8 @@ class Engine:
         )
         self._store.record_events = events
         self._hooks = HookRunner()
-        self._worker.observers.append(self._hooks)
         if tracing and tracing_available():
             self._worker.tracer = Tracer()
-            self._worker.observers.append(self._worker.tracer)
         self._dispatcher = WebhookDispatcher(
             self._store,
             self.clock,
@@ -265,6 +263,8 @@ class Engine:
             raise WorkflowDefinitionError(
                 f"add_hooks() takes before_run, after_run, before_step, after_step, on_step_error: {exc}"
             ) from exc
+        if self._hooks not in self._worker.observers:  # no hooks, no cost on the step path
+            self._worker.observers.append(self._hooks)
 
     def workflows(self) -> list[Workflow[Any, Any]]:
         """The latest registered version of every workflow."""

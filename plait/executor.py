@@ -33,6 +33,7 @@ from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable
 from plait.run_log import RunLog, public_error
 from plait.steps import Step, takes_context
 from plait.store.base import FOREVER, Lease, NewEvent, Park, RunRow, StepRow, Store, WaitRow
+from plait.tracing import Tracer
 from plait.waiting import Poll, SuspendRequest, approval_event, resume_event
 from plait.workflow.graph import (
     BranchNode,
@@ -58,6 +59,7 @@ class RunHost(Protocol):
     max_payload_bytes: int
     draining: bool
     observers: list[Observer]
+    tracer: Tracer | None
 
     def lease_until(self) -> float:
         """When a lease (or a queue slot) taken now expires, in wall seconds."""
@@ -148,7 +150,9 @@ class RunExecution:
         self.deferred_events: list[NewEvent] = []
         self.log = RunLog(run, host.store, host.clock, self.lease)
         workflow_hooks = [HookRunner([workflow.hooks])] if workflow.hooks is not None else []
-        self.observers: list[Observer] = [*host.observers, *workflow_hooks]
+        tracer = host.tracer if host.tracer is not None and host.tracer.is_recording() else None
+        self.tracer = tracer
+        self.observers: list[Observer] = [*host.observers, *workflow_hooks, *([tracer] if tracer else [])]
         self._last_output: tuple[Any, str, Any] | None = None
 
     def mark_cancelled(self) -> None:

@@ -41,9 +41,13 @@ class Tracer:
     """The tracing observer: one span per run execution and per step attempt."""
 
     def __init__(self) -> None:
-        self._tracer = trace.get_tracer("plait")
+        self._tracer = trace.get_tracer("plait")  # a proxy: it follows the provider set later
         self._runs: dict[str, Any] = {}
         self._steps: dict[tuple[str, str, int], Any] = {}
+
+    def is_recording(self) -> bool:
+        """Whether an OpenTelemetry SDK is set up: without one, spans would cost time and show nowhere."""
+        return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider)
 
     def context_of(self, run_id: str) -> str | None:
         """The traceparent of the run's current span, for its child runs."""

@@ -232,8 +232,8 @@ class Worker:
             waits = [] if fresh else await self.store.load_waits(row.id)
             execution = RunExecution(self, row, workflow, steps, waits)
             self._active[row.id] = (self._active[row.id][0], execution)
-            if self.tracer is not None:
-                self.tracer.begin_run(execution.hook_info(), row.trace_context)
+            if execution.tracer is not None:
+                execution.tracer.begin_run(execution.hook_info(), row.trace_context)
             if not steps and not waits:
                 for observer in execution.observers:
                     await observer.run_started(execution.hook_info())
@@ -275,12 +275,14 @@ class Worker:
             log.exception("plait worker %s: run %s hit an internal error; handing it back", self.owner, row.id)
             await self._release_quietly(lease, backoff=True)
         finally:
-            if self.tracer is not None:
-                self.tracer.end_run(row.id, final.status if final is not None else "paused")
+            if execution is not None and execution.tracer is not None:
+                execution.tracer.end_run(row.id, final.status if final is not None else "paused")
+            was_full = len(self._active) >= self._concurrency
             self._active.pop(row.id, None)
             if final is not None and final.is_terminal:
                 self._resolve_waiters(final)
-            self._wake.set()
+            if was_full or row.parent_run_id is not None:  # room to claim more, or a parked parent to resume
+                self._wake.set()
 
     async def _release_quietly(self, lease: Lease, *, backoff: bool = False) -> None:
         """Hand a run back; after an error, only after a pause, so a persistent fault cannot spin."""

@@ -123,7 +123,6 @@ MIGRATIONS.append(
         created_at REAL NOT NULL
     );
     CREATE UNIQUE INDEX plait_events_run ON plait_events (run_id, seq);
-    CREATE INDEX plait_events_feed ON plait_events (namespace, id);
     CREATE TABLE plait_webhooks (
         id TEXT PRIMARY KEY,
         namespace TEXT NOT NULL,

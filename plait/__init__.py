@@ -26,6 +26,7 @@ from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRe
 from plait.steps import Retry, Step, approval, create_step, step
 from plait.subscriptions import Subscription
 from plait.waiting import Approval, Poll
+from plait.webhooks import DeadLetter, Webhook
 from plait.workflow import Builder, ChildTask, Workflow, workflow
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "ChildTask",
     "Clock",
     "Context",
+    "DeadLetter",
     "DuplicateWorkflow",
     "Engine",
     "Event",
@@ -65,6 +67,7 @@ __all__ = [
     "StoreUnavailable",
     "Subscription",
     "SystemClock",
+    "Webhook",
     "Workflow",
     "WorkflowDefinitionError",
     "WorkflowNotFound",

@@ -12,7 +12,8 @@ def test_all_matches_the_public_namespace() -> None:
     public = {name for name in dir(plait) if not name.startswith("_")} - {
         # submodules are importable but not part of the flat API
         "clock", "context", "engine", "errors", "executor", "ids", "loop_thread", "payloads", "runs", "steps",
-        "store", "worker", "testing", "cli", "waiting", "queues", "run_log", "subscriptions", "hooks", "tracing", "webhooks",
+        "store", "worker", "testing", "cli", "waiting", "queues", "run_log", "subscriptions", "hooks", "tracing",
+        "webhooks",
     }  # fmt: skip
     assert public | {"__version__"} == set(plait.__all__)
     assert callable(plait.workflow)  # the builder function, not the subpackage of the same name

@@ -81,6 +81,74 @@ def list_workflows(app_spec: AppOption) -> None:
     engine.close()
 
 
+webhooks_app = typer.Typer(help="Signed webhooks of the event feed.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    app_spec: AppOption,
+    url: Annotated[str, typer.Argument(help="where to POST events")],
+    secret: Annotated[
+        str, typer.Option("--secret", envvar="PLAIT_WEBHOOK_SECRET", prompt=True, hide_input=True, help="HMAC key")
+    ],
+    event_type: Annotated[list[str] | None, typer.Option("--event-type", "-t", help="only these types")] = None,
+    workflow: Annotated[list[str] | None, typer.Option("--workflow", "-w", help="only these workflows")] = None,
+) -> None:
+    """Add a webhook; its secret is stored for signing and never shown again."""
+    engine = load_engine(app_spec)
+    try:
+        hook = engine.add_webhook(url, secret, event_types=event_type, workflows=workflow)
+        typer.echo(hook.id)
+    finally:
+        engine.close()
+
+
+@webhooks_app.command("list")
+def webhooks_list(app_spec: AppOption) -> None:
+    """List webhooks (id, url, filters)."""
+    engine = load_engine(app_spec)
+    try:
+        for hook in engine.webhooks():
+            filters = f"types={hook.event_types or 'all'} workflows={hook.workflows or 'all'}"
+            typer.echo(f"{hook.id}\t{hook.url}\t{filters}")
+    finally:
+        engine.close()
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(app_spec: AppOption, webhook_id: str) -> None:
+    """Remove a webhook."""
+    engine = load_engine(app_spec)
+    try:
+        if not engine.remove_webhook(webhook_id):
+            typer.echo(f"error: no webhook {webhook_id!r}", err=True)
+            raise typer.Exit(2)
+    finally:
+        engine.close()
+
+
+@webhooks_app.command("dead-letters")
+def webhooks_dead_letters(app_spec: AppOption) -> None:
+    """List deliveries that failed every retry."""
+    engine = load_engine(app_spec)
+    try:
+        for letter in engine.dead_letters():
+            typer.echo(f"{letter.id}\t{letter.webhook_id}\tevent {letter.event_id}\t{letter.last_error}")
+    finally:
+        engine.close()
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(app_spec: AppOption) -> None:
+    """Send every dead-lettered event again; prints how many went through."""
+    engine = load_engine(app_spec)
+    try:
+        typer.echo(engine.replay_dead_letters())
+    finally:
+        engine.close()
+
+
 def main() -> None:
     try:
         app()

@@ -215,6 +215,27 @@ def takes_context(fn: Callable[..., Any]) -> bool:
     return len(required_positional(fn)) == 2
 
 
+def _type_hints(fn: Callable[..., Any], step_id: str) -> dict[str, Any]:
+    """``fn``'s annotations resolved, also against the scope that defined it (a model local to a function)."""
+    try:
+        return typing.get_type_hints(fn)
+    except NameError:
+        pass
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    try:
+        return typing.get_type_hints(fn, localns=dict(frame.f_locals) if frame is not None else None)
+    except Exception as exc:
+        raise WorkflowDefinitionError(
+            f"step '{step_id}': cannot resolve its type annotations ({exc}); define the types where the "
+            "step can see them, or use plait.create_step(input=..., output=...)",
+            step_id=step_id,
+        ) from exc
+    finally:
+        del frame
+
+
 def _signature_types(fn: Callable[..., Any], step_id: str) -> tuple[bool, Any, Any]:
     """(takes_context, input type, output type) read from ``fn``'s annotations."""
     params = required_positional(fn)
@@ -223,10 +244,7 @@ def _signature_types(fn: Callable[..., Any], step_id: str) -> tuple[bool, Any, A
             f"step '{step_id}' must take (value) or (ctx, value); it takes {len(params)} required parameters",
             step_id=step_id,
         )
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable forward references fall back to raw annotations.
-        hints = dict(getattr(fn, "__annotations__", {}))
+    hints = _type_hints(fn, step_id)
     takes_context = len(params) == 2
     if (
         takes_context

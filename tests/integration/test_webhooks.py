@@ -160,3 +160,31 @@ def test_the_secret_never_appears_in_events_logs_or_exported_json(
     assert "secret" not in hook.model_dump()
     with plait.Engine(db_url, worker=False) as client, pytest.raises(plait.InputValidationError):
         client.add_webhook("ftp://x", SECRET)
+
+
+def test_a_value_marked_secret_is_never_stored_or_shown(engine: plait.Engine, db_url: str) -> None:
+    from pydantic import BaseModel, SecretStr
+
+    from tests.conftest import run_sql
+
+    class Credentials(BaseModel):
+        user: str
+        api_key: SecretStr
+
+    @plait.step
+    def login(ctx: plait.Context, creds: Credentials) -> str:
+        ctx.log.info("logging in %s", creds.user)
+        return f"hello {creds.user}"
+
+    token = "sk-live-do-not-leak-4242"
+    run = engine.start(
+        plait.workflow("login_flow", input=Credentials).then(login).commit(), {"user": "ada", "api_key": token}
+    )
+    assert run.result(timeout=10) == "hello ada"
+    dumped = "".join(
+        str(row)
+        for table in ("plait_runs", "plait_steps", "plait_events")
+        for row in run_sql(db_url, f"SELECT * FROM {table}")
+    )
+    shown = run.info().model_dump_json() + "".join(s.model_dump_json() for s in run.steps())
+    assert "ada" in dumped and token not in dumped and token not in shown

@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar, overload
 from pydantic import BaseModel, ValidationError
 
 from plait.clock import Clock, SystemClock, to_seconds
+from plait.engine_feeds import FeedsMixin
+from plait.engine_signals import SignalsMixin
 from plait.errors import (
     DuplicateWorkflow,
     InputValidationError,
@@ -28,19 +30,16 @@ from plait.errors import (
 from plait.hooks import Hook, HookRunner, Hooks
 from plait.ids import new_run_id
 from plait.loop_thread import LoopThread
-from plait.payloads import ANY, DEFAULT_MAX_PAYLOAD_BYTES, Codec, dump_any
+from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any
 from plait.queues import Queue, concurrency_key_of
-from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRecord, outcome
-from plait.steps import Step
+from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.store import open_store
-from plait.store import webhooks as webhook_table
 from plait.store.base import NewRun, RunFilter, RunRow, Store
-from plait.subscriptions import Listener, Subscription
+from plait.subscriptions import Subscription
 from plait.tracing import Tracer, current_trace_context, tracing_available
-from plait.waiting import Approval, approval_event, resume_event
-from plait.webhooks import DeadLetter, Webhook, WebhookDispatcher
+from plait.webhooks import WebhookDispatcher
 from plait.worker import Worker
-from plait.workflow.graph import ChildTask, WaitNode, Workflow, node_id, node_tasks
+from plait.workflow.graph import ChildTask, Workflow, node_id, node_tasks
 
 I = TypeVar("I")  # noqa: E741 - reads as "input"
 O = TypeVar("O")  # noqa: E741 - reads as "output"
@@ -49,7 +48,7 @@ T = TypeVar("T")
 DEFAULT_URL = "sqlite:///plait.db"
 
 
-class Engine:
+class Engine(FeedsMixin, SignalsMixin):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -547,243 +546,6 @@ class Engine:
         self._worker.wake()
         return RunHandle(self, run_id)
 
-    def events(self, after: str | None = None, *, limit: int = 100) -> EventPage:
-        """The namespace's event feed in commit order, after ``after`` (a cursor from a previous page).
-
-        Keep the returned ``cursor`` to resume after a restart: no event is
-        skipped or repeated.
-        """
-        return self._loop.run(self._events(after, limit))
-
-    async def aevents(self, after: str | None = None, *, limit: int = 100) -> EventPage:
-        return await self._loop.run_async(self._events(after, limit))
-
-    async def _events(self, after: str | None, limit: int) -> EventPage:
-        if not 1 <= limit <= 1000:
-            raise InputValidationError("limit must be between 1 and 1000")
-        rows, cursor = await self._store.read_events(self.namespace, after, limit)
-        return EventPage(items=[Event.from_row(row) for row in rows], cursor=cursor)
-
-    def subscribe(
-        self,
-        callback: Listener,
-        *,
-        types: Collection[str] | None = None,
-        workflow: Workflow[Any, Any] | str | None = None,
-        after: str | None = "now",
-    ) -> Subscription:
-        """Call ``callback(event)`` for every new event (of ``types``, of ``workflow``) in this process.
-
-        ``after="now"`` (default) starts with events committed from now on;
-        a cursor resumes there, None replays the whole log. Sync callbacks run
-        in a thread; one that raises is logged and never breaks a run.
-        """
-        workflow_id = workflow.id if isinstance(workflow, Workflow) else workflow
-
-        async def start() -> Subscription:
-            cursor = await self._store.events_head(self.namespace) if after == "now" else after
-            subscription = Subscription(self._store, self.namespace, callback, types, workflow_id, cursor, 0.05)
-            subscription.start()
-            self._subscriptions.append(subscription)
-            return subscription
-
-        return self._loop.run(start())
-
-    def unsubscribe(self, subscription: Subscription) -> None:
-        """Stop a subscription."""
-        self._loop.run(subscription.stop())
-
-    def prune(self, older_than: timedelta | float) -> int:
-        """Delete runs that ended more than ``older_than`` ago, with their steps, waits and events.
-
-        Runs still pending, running or waiting are never touched. Returns how many runs were deleted.
-        """
-        return self._loop.run(self._prune(older_than))
-
-    async def aprune(self, older_than: timedelta | float) -> int:
-        return await self._loop.run_async(self._prune(older_than))
-
-    async def _prune(self, older_than: timedelta | float) -> int:
-        seconds = to_seconds(older_than)
-        if seconds < 0:
-            raise InputValidationError("prune(older_than=...) must not be negative")
-        cutoff = self.clock.now().timestamp() - seconds
-        total = 0
-        while deleted := await self._store.prune(self.namespace, cutoff, 500):  # in batches: short transactions
-            total += deleted
-        return total
-
-    # -- webhooks ------------------------------------------------------------
-
-    def add_webhook(
-        self,
-        url: str,
-        secret: str,
-        *,
-        event_types: Collection[str] | None = None,
-        workflows: Collection[Workflow[Any, Any] | str] | None = None,
-    ) -> Webhook:
-        """POST this namespace's events from now on to ``url``, signed with ``secret`` (HMAC-SHA256).
-
-        Stored in the database: any worker of the namespace delivers (one at a
-        time). Failed deliveries retry with back-off, then go to ``dead_letters()``.
-        """
-        if not url.startswith(("http://", "https://")):
-            raise InputValidationError(f"webhook url must start with http:// or https://, got {url!r}")
-        if len(secret) < 16:
-            raise InputValidationError("webhook secret must be at least 16 characters; generate a random one")
-        names = sorted({w.id if isinstance(w, Workflow) else w for w in workflows}) if workflows else None
-        return self._loop.run(self._add_webhook(url, secret, sorted(event_types) if event_types else None, names))
-
-    async def _add_webhook(
-        self, url: str, secret: str, event_types: list[str] | None, workflows: list[str] | None
-    ) -> Webhook:
-        row = webhook_table.WebhookRow(
-            id=f"wh_{new_run_id()}",
-            namespace=self.namespace,
-            url=url,
-            secret=secret,
-            event_types=event_types,
-            workflows=workflows,
-            cursor=await self._store.events_head(self.namespace),
-            created_at=self.clock.now().timestamp(),
-        )
-        await webhook_table.add_webhook(self._store, row)
-        return Webhook.from_row(row)
-
-    def webhooks(self) -> list[Webhook]:
-        """This namespace's webhooks (their secrets are never shown)."""
-        rows = self._loop.run(webhook_table.list_webhooks(self._store, self.namespace))
-        return [Webhook.from_row(row) for row in rows]
-
-    def remove_webhook(self, webhook_id: str) -> bool:
-        """Stop a webhook; False if there was no such webhook."""
-        return self._loop.run(webhook_table.remove_webhook(self._store, self.namespace, webhook_id))
-
-    def dead_letters(self, webhook_id: str | None = None) -> list[DeadLetter]:
-        """Deliveries that failed every retry and were not replayed yet."""
-        rows = self._loop.run(webhook_table.list_dead_letters(self._store, self.namespace, webhook_id))
-        return [DeadLetter.from_row(row) for row in rows]
-
-    def replay_dead_letters(self, ids: Collection[int] | None = None) -> int:
-        """Send dead-lettered events again (all, or those ``ids``); returns how many went through."""
-        return self._loop.run(self._replay(ids))
-
-    async def _replay(self, ids: Collection[int] | None) -> int:
-        hooks = {h.id: h for h in await webhook_table.list_webhooks(self._store, self.namespace)}
-        delivered = 0
-        for letter in await webhook_table.list_dead_letters(self._store, self.namespace, None):
-            hook = hooks.get(letter.webhook_id)
-            if (ids is not None and letter.id not in ids) or hook is None:
-                continue
-            row = await webhook_table.read_event(self._store, letter.event_id)
-            if row is None or await self._dispatcher.deliver(hook, Event.from_row(row)):
-                continue
-            await webhook_table.mark_replayed(self._store, letter.id, self.clock.now().timestamp())
-            delivered += 1
-        return delivered
-
-    def send_event(self, run_id: str, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:
-        """Deliver event ``name`` to a run; it is kept until the run waits for it.
-
-        The payload is validated against the wait's schema now (nothing is
-        stored when it is invalid). The same ``event_id`` is delivered once:
-        repeats return False.
-        """
-        return self._loop.run(self._send_event(run_id, name, payload, event_id))
-
-    async def asend_event(self, run_id: str, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:
-        return await self._loop.run_async(self._send_event(run_id, name, payload, event_id))
-
-    async def _send_event(self, run_id: str, name: str, payload: Any, event_id: str | None) -> bool:
-        row, workflow = await self._run_and_workflow(run_id)
-        waits = [n for n in workflow.nodes if isinstance(n, WaitNode) and n.event == name]
-        if not waits:
-            known = sorted({n.event for n in workflow.nodes if isinstance(n, WaitNode)})
-            raise InputValidationError(
-                f"workflow '{workflow.id}' never waits for event '{name}'; it waits for: {', '.join(known) or 'none'}"
-            )
-        payload_json = _validated_json(waits[0].codec, payload, f"event '{name}' for run {run_id}")
-        return await self._deliver(row, name, payload_json, event_id, wakes="waiting")
-
-    def approve(self, run_id: str, step_id: str, data: Any = None) -> bool:
-        """Approve the approval step ``step_id`` of a run with ``data`` (validated by its schema)."""
-        return self._loop.run(self._decide(run_id, step_id, True, data, None))
-
-    async def aapprove(self, run_id: str, step_id: str, data: Any = None) -> bool:
-        return await self._loop.run_async(self._decide(run_id, step_id, True, data, None))
-
-    def reject(self, run_id: str, step_id: str, reason: str = "") -> bool:
-        """Reject the approval step ``step_id`` of a run; its output has ``approved=False``."""
-        return self._loop.run(self._decide(run_id, step_id, False, None, reason))
-
-    async def areject(self, run_id: str, step_id: str, reason: str = "") -> bool:
-        return await self._loop.run_async(self._decide(run_id, step_id, False, None, reason))
-
-    async def _decide(self, run_id: str, step_id: str, approved: bool, data: Any, reason: str | None) -> bool:
-        row, workflow = await self._run_and_workflow(run_id)
-        step = workflow.find_step(step_id)
-        if not isinstance(step, Step) or step.approval_codec is None:
-            approvals = [t.id for t in workflow.iter_steps() if isinstance(t, Step) and t.approval_codec]
-            raise InputValidationError(
-                f"workflow '{workflow.id}' has no approval step '{step_id}'; its approvals: "
-                f"{', '.join(approvals) or 'none'}"
-            )
-        value = None
-        if approved and data is not None:
-            try:
-                value = step.approval_codec.validate(data)
-            except ValidationError as exc:
-                raise InputValidationError(
-                    f"approval data for '{step_id}' of run {run_id} is invalid: {exc}",
-                    errors=json.loads(exc.json(include_url=False)),
-                ) from exc
-        decision = Approval[Any](approved=approved, data=value, reason=reason)
-        payload_json = _validated_json(step.output_codec, decision, f"approval '{step_id}' for run {run_id}")
-        return await self._deliver(row, approval_event(step_id), payload_json, None, wakes="waiting")
-
-    def resume(self, run_id: str, step_id: str, data: Any = None) -> None:
-        """Continue a run suspended by ``ctx.suspend`` in ``step_id``; the step sees ``ctx.resume_data``."""
-        self._loop.run(self._resume(run_id, step_id, data))
-
-    async def aresume(self, run_id: str, step_id: str, data: Any = None) -> None:
-        await self._loop.run_async(self._resume(run_id, step_id, data))
-
-    async def _resume(self, run_id: str, step_id: str, data: Any) -> None:
-        row, workflow = await self._run_and_workflow(run_id)
-        wait = json.loads(row.wait_info or "{}")
-        if row.status != "suspended" or wait.get("step_id") != step_id:
-            where = f" (suspended in '{wait.get('step_id')}')" if row.status == "suspended" else ""
-            raise RunStateError(f"run {run_id} is {row.status}{where}, not suspended in step '{step_id}'")
-        step = workflow.find_step(step_id)
-        codec = step.resume_codec if isinstance(step, Step) and step.resume_codec else ANY
-        payload_json = _validated_json(codec, data, f"resume data for step '{step_id}' of run {run_id}")
-        await self._deliver(row, resume_event(wait["key"]), payload_json, None, wakes="suspended")
-
-    async def _run_and_workflow(self, run_id: str) -> tuple[RunRow, Workflow[Any, Any]]:
-        row = await self._get_row(run_id)
-        workflow = self._lookup(row.workflow_id, row.workflow_version)
-        if workflow is None:
-            raise WorkflowNotFound(
-                f"run {run_id} uses workflow '{row.workflow_id}' version '{row.workflow_version}', not registered "
-                "on this engine: register it so the payload can be validated"
-            )
-        return row, workflow
-
-    async def _deliver(self, row: RunRow, name: str, payload_json: str, event_id: str | None, wakes: str) -> bool:
-        now = self.clock.now().timestamp()
-        status, delivered = await self._store.send_event(
-            self.namespace, row.id, name, payload_json, event_id, now, wakes
-        )
-        if status is None:
-            raise RunNotFound(f"no run {row.id!r} in namespace '{self.namespace}'")
-        if status == "duplicate":
-            return False
-        if status in ("succeeded", "failed", "cancelled"):
-            raise RunStateError(f"run {row.id} already {status}; events can only reach unfinished runs")
-        self._worker.wake()
-        return delivered
-
     def rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
         """Fork a new run of the same input that reuses the outputs of the steps before ``step_id``."""
         return self._loop.run(self._rerun_from(run_id, step_id))
@@ -826,13 +588,6 @@ class Engine:
         self._ensure_started()
         self._worker.wake()
         return RunHandle(self, row.id)
-
-
-def _validated_json(codec: Codec[Any], value: Any, what: str) -> str:
-    try:
-        return codec.dump(codec.validate(value))
-    except ValidationError as exc:
-        raise InputValidationError(f"{what} is invalid: {exc}", errors=json.loads(exc.json(include_url=False))) from exc
 
 
 def _step_id_of(step_key: str) -> str:

@@ -1,0 +1,178 @@
+"""Engine methods for what runs tell the world: the event feed, subscriptions, webhooks and retention."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from plait.clock import to_seconds
+from plait.errors import InputValidationError
+from plait.ids import new_run_id
+from plait.runs import Event, EventPage
+from plait.store import webhooks as webhook_table
+from plait.store.base import RunRow
+from plait.subscriptions import Listener, Subscription
+from plait.webhooks import DeadLetter, Webhook, WebhookDispatcher
+from plait.workflow.graph import Workflow
+
+if TYPE_CHECKING:
+    from plait.clock import Clock
+    from plait.loop_thread import LoopThread
+    from plait.store.base import Store
+    from plait.worker import Worker
+
+
+class FeedsMixin:
+    """Part of ``Engine``: reading the event log, listening to it, webhooks, and pruning."""
+
+    # Provided by Engine.
+    _loop: LoopThread
+    _store: Store
+    _worker: Worker
+    namespace: str
+    clock: Clock
+    _dispatcher: WebhookDispatcher
+    _subscriptions: list[Subscription]
+
+    async def _get_row(self, run_id: str) -> RunRow:
+        raise NotImplementedError
+
+    def _lookup(self, workflow_id: str, version: str | None) -> Workflow[Any, Any] | None:
+        raise NotImplementedError
+
+    def events(self, after: str | None = None, *, limit: int = 100) -> EventPage:
+        """The namespace's event feed in commit order, after ``after`` (a cursor from a previous page).
+
+        Keep the returned ``cursor`` to resume after a restart: no event is
+        skipped or repeated.
+        """
+        return self._loop.run(self._events(after, limit))
+
+    async def aevents(self, after: str | None = None, *, limit: int = 100) -> EventPage:
+        return await self._loop.run_async(self._events(after, limit))
+
+    async def _events(self, after: str | None, limit: int) -> EventPage:
+        if not 1 <= limit <= 1000:
+            raise InputValidationError("limit must be between 1 and 1000")
+        rows, cursor = await self._store.read_events(self.namespace, after, limit)
+        return EventPage(items=[Event.from_row(row) for row in rows], cursor=cursor)
+
+    def subscribe(
+        self,
+        callback: Listener,
+        *,
+        types: Collection[str] | None = None,
+        workflow: Workflow[Any, Any] | str | None = None,
+        after: str | None = "now",
+    ) -> Subscription:
+        """Call ``callback(event)`` for every new event (of ``types``, of ``workflow``) in this process.
+
+        ``after="now"`` (default) starts with events committed from now on;
+        a cursor resumes there, None replays the whole log. Sync callbacks run
+        in a thread; one that raises is logged and never breaks a run.
+        """
+        workflow_id = workflow.id if isinstance(workflow, Workflow) else workflow
+
+        async def start() -> Subscription:
+            cursor = await self._store.events_head(self.namespace) if after == "now" else after
+            subscription = Subscription(self._store, self.namespace, callback, types, workflow_id, cursor, 0.05)
+            subscription.start()
+            self._subscriptions.append(subscription)
+            return subscription
+
+        return self._loop.run(start())
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop a subscription."""
+        self._loop.run(subscription.stop())
+
+    def prune(self, older_than: timedelta | float) -> int:
+        """Delete runs that ended more than ``older_than`` ago, with their steps, waits and events.
+
+        Runs still pending, running or waiting are never touched. Returns how many runs were deleted.
+        """
+        return self._loop.run(self._prune(older_than))
+
+    async def aprune(self, older_than: timedelta | float) -> int:
+        return await self._loop.run_async(self._prune(older_than))
+
+    async def _prune(self, older_than: timedelta | float) -> int:
+        seconds = to_seconds(older_than)
+        if seconds < 0:
+            raise InputValidationError("prune(older_than=...) must not be negative")
+        cutoff = self.clock.now().timestamp() - seconds
+        total = 0
+        while deleted := await self._store.prune(self.namespace, cutoff, 500):  # in batches: short transactions
+            total += deleted
+        return total
+
+    # -- webhooks ------------------------------------------------------------
+
+    def add_webhook(
+        self,
+        url: str,
+        secret: str,
+        *,
+        event_types: Collection[str] | None = None,
+        workflows: Collection[Workflow[Any, Any] | str] | None = None,
+    ) -> Webhook:
+        """POST this namespace's events from now on to ``url``, signed with ``secret`` (HMAC-SHA256).
+
+        Stored in the database: any worker of the namespace delivers (one at a
+        time). Failed deliveries retry with back-off, then go to ``dead_letters()``.
+        """
+        if not url.startswith(("http://", "https://")):
+            raise InputValidationError(f"webhook url must start with http:// or https://, got {url!r}")
+        if len(secret) < 16:
+            raise InputValidationError("webhook secret must be at least 16 characters; generate a random one")
+        names = sorted({w.id if isinstance(w, Workflow) else w for w in workflows}) if workflows else None
+        return self._loop.run(self._add_webhook(url, secret, sorted(event_types) if event_types else None, names))
+
+    async def _add_webhook(
+        self, url: str, secret: str, event_types: list[str] | None, workflows: list[str] | None
+    ) -> Webhook:
+        row = webhook_table.WebhookRow(
+            id=f"wh_{new_run_id()}",
+            namespace=self.namespace,
+            url=url,
+            secret=secret,
+            event_types=event_types,
+            workflows=workflows,
+            cursor=await self._store.events_head(self.namespace),
+            created_at=self.clock.now().timestamp(),
+        )
+        await webhook_table.add_webhook(self._store, row)
+        return Webhook.from_row(row)
+
+    def webhooks(self) -> list[Webhook]:
+        """This namespace's webhooks (their secrets are never shown)."""
+        rows = self._loop.run(webhook_table.list_webhooks(self._store, self.namespace))
+        return [Webhook.from_row(row) for row in rows]
+
+    def remove_webhook(self, webhook_id: str) -> bool:
+        """Stop a webhook; False if there was no such webhook."""
+        return self._loop.run(webhook_table.remove_webhook(self._store, self.namespace, webhook_id))
+
+    def dead_letters(self, webhook_id: str | None = None) -> list[DeadLetter]:
+        """Deliveries that failed every retry and were not replayed yet."""
+        rows = self._loop.run(webhook_table.list_dead_letters(self._store, self.namespace, webhook_id))
+        return [DeadLetter.from_row(row) for row in rows]
+
+    def replay_dead_letters(self, ids: Collection[int] | None = None) -> int:
+        """Send dead-lettered events again (all, or those ``ids``); returns how many went through."""
+        return self._loop.run(self._replay(ids))
+
+    async def _replay(self, ids: Collection[int] | None) -> int:
+        hooks = {h.id: h for h in await webhook_table.list_webhooks(self._store, self.namespace)}
+        delivered = 0
+        for letter in await webhook_table.list_dead_letters(self._store, self.namespace, None):
+            hook = hooks.get(letter.webhook_id)
+            if (ids is not None and letter.id not in ids) or hook is None:
+                continue
+            row = await webhook_table.read_event(self._store, letter.event_id)
+            if row is None or await self._dispatcher.deliver(hook, Event.from_row(row)):
+                continue
+            await webhook_table.mark_replayed(self._store, letter.id, self.clock.now().timestamp())
+            delivered += 1
+        return delivered

@@ -37,6 +37,11 @@ class FakeClock:
             self._sleepers.append((self._now + timedelta(seconds=seconds), loop, future))
         await future
 
+    def next_wakeup(self) -> datetime | None:
+        """When the earliest pending ``sleep`` ends (None if nothing sleeps): tests wait for it before advancing."""
+        with self._lock:
+            return min((deadline for deadline, _, _ in self._sleepers), default=None)
+
     def on_advance(self, callback: Callable[[], None]) -> None:
         with self._lock:
             self._callbacks.append(callback)

@@ -86,7 +86,7 @@ def test_rate_limit_of_ten_per_second_holds_over_five_seconds(
     rows = run_sql(db_url, "SELECT started_at FROM plait_runs WHERE workflow_id = 'rated' ORDER BY started_at")
     starts = [float(row[0]) for row in rows]
     busiest = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
-    assert busiest == 10
+    assert busiest <= 10
     assert starts[-1] - starts[0] >= 4.0  # 50 starts at 10 per second take at least 4 s
 
 

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -70,6 +71,14 @@ def ship(order_id: int) -> str:
 shipping = plait.workflow("shipping", input=int).then(ship).commit()
 
 
+def wait_for_backoff(clock: FakeClock, seconds: float) -> None:
+    """Wait until the dispatcher sleeps its back-off, so the clock is advanced past it, not before it."""
+    deadline = time.monotonic() + 20
+    while clock.next_wakeup() != clock.now() + timedelta(seconds=seconds):
+        assert time.monotonic() < deadline, f"no {seconds}s back-off started (next wake-up {clock.next_wakeup()})"
+        time.sleep(0.005)  # the dispatcher's progress in another thread
+
+
 def independent_signature_ok(secret: str, headers: dict[str, str], body: bytes) -> bool:
     fields = dict(item.split("=", 1) for item in headers["Plait-Signature"].split(","))
     expected = hmac.new(secret.encode(), fields["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
@@ -84,8 +93,10 @@ def test_failed_deliveries_retry_with_backoff_and_the_signature_verifies(db_url:
         run = engine.start(shipping, 7)
         assert run.result(timeout=10) == "shipped 7"
         receiver.wait_for(1)
+        wait_for_backoff(clock, 10)
         clock.advance(seconds=10)  # first back-off
         receiver.wait_for(2)
+        wait_for_backoff(clock, 20)
         clock.advance(seconds=20)  # doubled
         receiver.wait_for(3)
         assert engine.dead_letters() == []

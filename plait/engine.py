@@ -30,7 +30,7 @@ from plait.errors import (
 from plait.hooks import Hook, HookRunner, Hooks
 from plait.ids import new_run_id
 from plait.loop_thread import LoopThread
-from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any
+from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validation_summary
 from plait.queues import Queue, concurrency_key_of
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.store import open_store
@@ -391,7 +391,7 @@ class Engine(FeedsMixin, SignalsMixin):
             value = workflow.input_codec.validate(input)
         except ValidationError as exc:
             raise InputValidationError(
-                f"input for workflow '{workflow.id}' is invalid: {exc}",
+                f"input for workflow '{workflow.id}' is invalid: {validation_summary(exc)}",
                 errors=json.loads(exc.json(include_url=False)),
             ) from exc
         if isinstance(input, BaseModel) and not isinstance(value, BaseModel):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from plait.errors import InputValidationError, RunNotFound, RunStateError, WorkflowNotFound
-from plait.payloads import ANY, Codec
+from plait.payloads import ANY, Codec, validation_summary
 from plait.steps import Step
 from plait.store.base import RunRow
 from plait.waiting import Approval, approval_event, resume_event
@@ -89,7 +89,7 @@ class SignalsMixin:
                 value = step.approval_codec.validate(data)
             except ValidationError as exc:
                 raise InputValidationError(
-                    f"approval data for '{step_id}' of run {run_id} is invalid: {exc}",
+                    f"approval data for '{step_id}' of run {run_id} is invalid: {validation_summary(exc)}",
                     errors=json.loads(exc.json(include_url=False)),
                 ) from exc
         decision = Approval[Any](approved=approved, data=value, reason=reason)
@@ -143,4 +143,6 @@ def _validated_json(codec: Codec[Any], value: Any, what: str) -> str:
     try:
         return codec.dump(codec.validate(value))
     except ValidationError as exc:
-        raise InputValidationError(f"{what} is invalid: {exc}", errors=json.loads(exc.json(include_url=False))) from exc
+        raise InputValidationError(
+            f"{what} is invalid: {validation_summary(exc)}", errors=json.loads(exc.json(include_url=False))
+        ) from exc

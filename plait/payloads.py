@@ -42,6 +42,15 @@ class Codec(Generic[T]):
             return {}
 
 
+def validation_summary(exc: ValidationError) -> str:
+    """Pydantic's errors on one line: ``age: Input should be a valid integer (got 'old')``."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "value"
+        parts.append(f"{where}: {error['msg']} (got {error.get('input')!r:.60})")
+    return "; ".join(parts)
+
+
 def dump_any(value: Any) -> str:
     """JSON text of a value of no declared type."""
     return ANY.dump(value)
@@ -73,4 +82,5 @@ __all__ = [
     "dump_any",
     "jsonable",
     "type_name",
+    "validation_summary",
 ]

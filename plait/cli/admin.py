@@ -1,37 +1,18 @@
-"""The ``plait`` command line."""
+"""``plait worker``, ``workflows``, ``db`` and ``webhooks``: running and administering an engine."""
 
 from __future__ import annotations
 
-import importlib
-import sys
+from datetime import timedelta
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
+from rich.table import Table
 
 import plait
+from plait.cli.common import DbOption, JsonOption, app, console, load_engine, print_json, redact_url
 from plait.engine import Engine
-from plait.errors import PlaitError
 
-app = typer.Typer(help="plait: typed, durable workflows.", no_args_is_help=True, add_completion=False)
-
-
-def load_engine(spec: str) -> Engine:
-    """Import ``package.module:attribute`` and return the Engine it names."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise typer.BadParameter("use --app package.module:engine", param_hint="--app")
-    sys.path.insert(0, ".")
-    try:
-        engine = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise typer.BadParameter(f"cannot load {spec!r}: {exc}", param_hint="--app") from exc
-    if not isinstance(engine, Engine):
-        raise typer.BadParameter(f"{spec!r} is a {type(engine).__name__}, not a plait.Engine", param_hint="--app")
-    return engine
-
-
-AppOption = Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine to load")]
+RequiredApp = Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine to load")]
 
 
 @app.command()
@@ -42,7 +23,7 @@ def version() -> None:
 
 @app.command()
 def worker(
-    app_spec: AppOption,
+    app_spec: RequiredApp,
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", envvar="PLAIT_CONCURRENCY", min=1, help="runs at once")
     ] = 64,
@@ -63,22 +44,67 @@ def worker(
     engine.work(concurrency=concurrency, grace=grace)
 
 
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+workflows_app = typer.Typer(help="The workflows an app registers.", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
 
 
-@app.command("workflows")
-def list_workflows(app_spec: AppOption) -> None:
-    """List the engine's registered workflows and their versions."""
+@workflows_app.command("list")
+def workflows_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
+    """List the app's workflows with their versions and steps."""
     engine = load_engine(app_spec)
-    for workflow in engine.workflows():
-        typer.echo(f"{workflow.id}\t{workflow.version}")
+    try:
+        flows = engine.workflows()
+        if as_json:
+            print_json([{"id": w.id, "version": w.version, "steps": [t.id for t in w.iter_steps()]} for w in flows])
+            return
+        table = Table("workflow", "version", "steps")
+        for flow in flows:
+            table.add_row(flow.id, flow.version, ", ".join(t.id for t in flow.iter_steps()))
+        console.print(table)
+    finally:
+        engine.close()
+
+
+@workflows_app.command("graph")
+def workflows_graph(
+    workflow_id: str,
+    app_spec: RequiredApp,
+    output_format: Annotated[str, typer.Option("--format", help="mermaid or json")] = "mermaid",
+) -> None:
+    """Print a workflow's plan as a Mermaid flowchart or JSON."""
+    if output_format not in ("mermaid", "json"):
+        raise typer.BadParameter("use mermaid or json", param_hint="--format")
+    engine = load_engine(app_spec)
+    try:
+        flow = engine.get_workflow(workflow_id)
+        typer.echo(flow.to_mermaid() if output_format == "mermaid" else flow.to_json())
+    finally:
+        engine.close()
+
+
+db_app = typer.Typer(help="The database: migrations and retention.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Create or migrate plait's tables to the current schema (engines also do this at start)."""
+    engine = Engine(db, worker=False)
     engine.close()
+    typer.echo(f"schema is current on {redact_url(engine.url)}")
+
+
+@db_app.command("prune")
+def db_prune(
+    older_than: Annotated[float, typer.Option("--older-than-days", min=0, help="delete runs finished before")] = 30,
+    db: DbOption = None,
+) -> None:
+    """Delete finished runs (with their steps and events) older than the given number of days."""
+    engine = Engine(db, worker=False)
+    try:
+        typer.echo(f"deleted {engine.prune(timedelta(days=older_than))} runs")
+    finally:
+        engine.close()
 
 
 webhooks_app = typer.Typer(help="Signed webhooks of the event feed.", no_args_is_help=True)
@@ -87,7 +113,7 @@ app.add_typer(webhooks_app, name="webhooks")
 
 @webhooks_app.command("add")
 def webhooks_add(
-    app_spec: AppOption,
+    app_spec: RequiredApp,
     url: Annotated[str, typer.Argument(help="where to POST events")],
     secret: Annotated[
         str, typer.Option("--secret", envvar="PLAIT_WEBHOOK_SECRET", prompt=True, hide_input=True, help="HMAC key")
@@ -105,7 +131,7 @@ def webhooks_add(
 
 
 @webhooks_app.command("list")
-def webhooks_list(app_spec: AppOption) -> None:
+def webhooks_list(app_spec: RequiredApp) -> None:
     """List webhooks (id, url, filters)."""
     engine = load_engine(app_spec)
     try:
@@ -117,7 +143,7 @@ def webhooks_list(app_spec: AppOption) -> None:
 
 
 @webhooks_app.command("remove")
-def webhooks_remove(app_spec: AppOption, webhook_id: str) -> None:
+def webhooks_remove(app_spec: RequiredApp, webhook_id: str) -> None:
     """Remove a webhook."""
     engine = load_engine(app_spec)
     try:
@@ -129,7 +155,7 @@ def webhooks_remove(app_spec: AppOption, webhook_id: str) -> None:
 
 
 @webhooks_app.command("dead-letters")
-def webhooks_dead_letters(app_spec: AppOption) -> None:
+def webhooks_dead_letters(app_spec: RequiredApp) -> None:
     """List deliveries that failed every retry."""
     engine = load_engine(app_spec)
     try:
@@ -140,18 +166,10 @@ def webhooks_dead_letters(app_spec: AppOption) -> None:
 
 
 @webhooks_app.command("replay")
-def webhooks_replay(app_spec: AppOption) -> None:
+def webhooks_replay(app_spec: RequiredApp) -> None:
     """Send every dead-lettered event again; prints how many went through."""
     engine = load_engine(app_spec)
     try:
         typer.echo(engine.replay_dead_letters())
     finally:
         engine.close()
-
-
-def main() -> None:
-    try:
-        app()
-    except PlaitError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None

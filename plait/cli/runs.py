@@ -1,0 +1,210 @@
+"""``plait run``, ``plait runs ...`` and ``plait events``: starting, watching and acting on runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic_core import to_jsonable_python
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from plait.cli.common import AppOption, DbOption, JsonOption, app, console, load_engine, open_engine, print_json
+from plait.engine import Engine
+from plait.runs import Event, Run, RunHandle, RunStatus
+
+progress_console = Console(stderr=True)
+
+
+def parse_input(text: str) -> Any:
+    """``--input``: JSON text, or ``@path`` to a JSON file."""
+    try:
+        raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {text[1:]!r}: {exc.strerror}", param_hint="--input") from exc
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+
+
+@app.command("run")
+def run_workflow(
+    workflow_id: Annotated[str, typer.Argument(help="the workflow to start")],
+    app_spec: Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine")],
+    input_text: Annotated[str, typer.Option("--input", "-i", help="JSON input, or @file.json")] = "null",
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="wait for the result, showing progress")] = False,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="start at most once")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a run of WORKFLOW; with --wait, show live progress and print its result."""
+    value = parse_input(input_text)
+    engine = load_engine(app_spec)
+    try:
+        run = engine.start(workflow_id, value, idempotency_key=idempotency_key)
+        if not wait:
+            print_json({"run_id": run.id}) if as_json else typer.echo(run.id)
+            return
+        if not as_json and progress_console.is_terminal:
+            follow_progress(engine, run)
+        info = run.info()
+        if info.status != RunStatus.SUCCEEDED:
+            run.result(timeout=0.01)  # raises RunFailed / RunCancelled: one line, exit code 1
+        output = to_jsonable_python(run.result())
+        if as_json:
+            print_json({"run_id": run.id, "status": info.status.value, "output": output})
+        else:
+            typer.echo(json.dumps(output, indent=2))
+    finally:
+        engine.close()
+
+
+def follow_progress(engine: Engine, run: RunHandle[Any]) -> None:
+    """A live line while the run goes: steps done / total, the current step, time elapsed."""
+    flow = engine.get_workflow(run.info().workflow_id)
+    total = len(flow.nodes)
+    done: set[str] = set()
+    current = "starting"
+    started = time.monotonic()
+
+    def line() -> str:
+        return f"[bold]{run.id}[/] {len(done)}/{total} steps · {current} · {time.monotonic() - started:.1f}s"
+
+    with Live(line(), console=progress_console, refresh_per_second=8, transient=False) as live:
+        for event in run.events():
+            if event.type == "step.started":
+                current = f"running {event.step_id}"
+            elif event.type in ("step.completed", "step.skipped") and event.step_id:
+                done.add(event.step_id)
+                current = f"finished {event.step_id}"
+            elif event.type in ("run.waiting", "run.suspended"):
+                current = f"{event.type.removeprefix('run.')} ({(event.payload or {}).get('kind', '')})"
+            elif event.type.startswith("run.") and event.type not in ("run.created", "run.started", "run.resumed"):
+                current = event.type.removeprefix("run.")
+            live.update(line())
+
+
+runs_app = typer.Typer(help="List, inspect and act on runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "workflow": run.workflow_id,
+        "status": run.status.value,
+        "created_at": run.created_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+
+
+@runs_app.command("list")
+def runs_list(
+    app_spec: AppOption = None,
+    db: DbOption = None,
+    workflow: Annotated[str | None, typer.Option("--workflow", help="only this workflow")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="pending, running, waiting, ...")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """The newest runs."""
+    engine = open_engine(app_spec, db)
+    try:
+        page = engine.list_runs(workflow=workflow, status=status, limit=limit)
+        if as_json:
+            print_json({"items": [run_row(r) for r in page.items], "next_cursor": page.next_cursor})
+            return
+        table = Table("run", "workflow", "status", "created", "finished")
+        for run in page.items:
+            row = run_row(run)
+            table.add_row(row["id"], row["workflow"], row["status"], row["created_at"], row["finished_at"] or "")
+        console.print(table)
+    finally:
+        engine.close()
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, app_spec: AppOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """One run: its status, input, output or error, and every step attempt."""
+    engine = open_engine(app_spec, db)
+    try:
+        handle = engine.get_run(run_id)
+        info, steps = handle.info(), handle.steps()
+        if as_json:
+            print_json({"run": info.model_dump(mode="json"), "steps": [s.model_dump(mode="json") for s in steps]})
+            return
+        console.print(f"[bold]{info.id}[/]  {info.workflow_id}@{info.workflow_version}  [bold]{info.status.value}[/]")
+        if info.error:
+            console.print(f"error [{info.error.get('code')}]: {info.error.get('message')}")
+        if info.wait:
+            console.print(f"waiting: {json.dumps(info.wait)}")
+        table = Table("step", "attempt", "status", "started", "ms")
+        for step in steps:
+            ms = (step.finished_at - step.started_at).total_seconds() * 1000
+            table.add_row(step.key, str(step.attempt), step.status, step.started_at.isoformat(), f"{ms:.1f}")
+        console.print(table)
+        if info.status == RunStatus.SUCCEEDED:
+            console.print_json(json.dumps(info.output, default=str))
+    finally:
+        engine.close()
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
+    """Cancel a run and its child runs."""
+    engine = open_engine(app_spec, db)
+    try:
+        typer.echo("cancelled" if engine.cancel(run_id) else "already finished")
+    finally:
+        engine.close()
+
+
+@runs_app.command("retry")
+def runs_retry(run_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
+    """Continue a failed run from its failed step (a worker picks it up)."""
+    engine = open_engine(app_spec, db)
+    try:
+        typer.echo(engine.retry(run_id).id)
+    finally:
+        engine.close()
+
+
+@runs_app.command("rerun")
+def runs_rerun(
+    run_id: str,
+    from_step: Annotated[str, typer.Option("--from", help="the first step to run again")],
+    app_spec: Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine")],
+) -> None:
+    """Start a new run of the same input that reuses the outputs of the steps before --from."""
+    engine = load_engine(app_spec)
+    try:
+        typer.echo(engine.rerun_from(run_id, from_step).id)
+    finally:
+        engine.close()
+
+
+@app.command("events")
+def events(
+    run_id: str,
+    app_spec: AppOption = None,
+    db: DbOption = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep following until the run ends")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """A run's event log, in order; with --follow, live until the run ends."""
+    engine = open_engine(app_spec, db)
+    try:
+        for event in engine.get_run(run_id).events(follow=follow):
+            typer.echo(event.model_dump_json() if as_json else describe(event))
+    finally:
+        engine.close()
+
+
+def describe(event: Event) -> str:
+    where = f" {event.step_key}" if event.step_key else ""
+    payload = f" {json.dumps(event.payload, default=str)}" if event.payload is not None else ""
+    return f"{event.seq:>4} {event.created_at.isoformat()} {event.type}{where}{payload}"

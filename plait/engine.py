@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from plait.clock import Clock, SystemClock, to_seconds
 from plait.engine_feeds import FeedsMixin
+from plait.engine_schedules import SchedulesMixin
 from plait.engine_signals import SignalsMixin
 from plait.errors import (
     DuplicateWorkflow,
@@ -34,6 +35,7 @@ from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validation_summa
 from plait.queues import Queue, concurrency_key_of
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.store import open_store
+from plait.store import schedules as schedule_table
 from plait.store.base import NewRun, RunFilter, RunRow, Store
 from plait.subscriptions import Subscription
 from plait.tracing import Tracer, current_trace_context, tracing_available
@@ -48,7 +50,7 @@ T = TypeVar("T")
 DEFAULT_URL = "sqlite:///plait.db"
 
 
-class Engine(FeedsMixin, SignalsMixin):
+class Engine(FeedsMixin, SignalsMixin, SchedulesMixin):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -100,7 +102,8 @@ class Engine(FeedsMixin, SignalsMixin):
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,
             max_payload_bytes=max_payload_bytes,
-            before_claim=self._store_queues,
+            before_claim=self._before_claim,
+            other_due=lambda: schedule_table.next_due(self._store, namespace),
         )
         self._store.record_events = events
         self._hooks = HookRunner()
@@ -244,6 +247,10 @@ class Engine(FeedsMixin, SignalsMixin):
             if children:
                 self.register(*children)
         self._loop.call_soon(self._worker.wake)
+
+    async def _before_claim(self) -> None:
+        await self._store_queues()
+        await self._fire_due_schedules()
 
     async def _store_queues(self) -> None:
         """Write queue limits registered since the last call (on the engine's loop, before they matter)."""

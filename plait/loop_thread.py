@@ -57,7 +57,8 @@ class LoopThread:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def call_soon(self, callback: Any) -> None:
-        self.loop.call_soon_threadsafe(callback)
+        if not self.loop.is_closed():  # a fake clock may outlive the engine that listened to it
+            self.loop.call_soon_threadsafe(callback)
 
     def stop(self) -> None:
         if self.is_current():

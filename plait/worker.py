@@ -50,9 +50,11 @@ class Worker:
         poll_interval: float,
         max_payload_bytes: int,
         before_claim: Callable[[], Awaitable[None]] | None = None,
+        other_due: Callable[[], Awaitable[float | None]] | None = None,
     ) -> None:
         self.store = store
         self._before_claim = before_claim
+        self._other_due = other_due  # when something besides runs is due (a schedule)
         self.clock = clock
         self.namespace = namespace
         self.max_payload_bytes = max_payload_bytes
@@ -147,6 +149,8 @@ class Worker:
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         try:
             due = await self.store.next_ready_at(self.namespace, now)
+            other = await self._other_due() if self._other_due is not None else None
+            due = min((d for d in (due, other) if d is not None), default=None)
         except StoreUnavailable:
             due = None
         if due is not None:
@@ -157,8 +161,10 @@ class Worker:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _claim_batch(self) -> int:
+    async def _claim_batch(self, limit: int | None = None) -> int:
         capacity = self._concurrency - len(self._active)
+        if limit is not None:
+            capacity = min(capacity, limit)
         if capacity <= 0:
             return 0
         if self._before_claim is not None:
@@ -332,9 +338,11 @@ class Worker:
         deadline = loop.time() + timeout
         while True:
             now = self.clock.now().timestamp()
+            other = await self._other_due() if self._other_due is not None else None
             if (
                 not self._active
                 and not self._claims_in_flight
+                and (other is None or other > now)
                 and not await self.store.has_ready_runs(self.namespace, self._refs(), now, wall_seconds())
             ):
                 return
@@ -342,6 +350,28 @@ class Worker:
                 raise TimeoutError(f"work was still running or due after {timeout:g}s: {sorted(self._active)}")
             self._wake.set()
             await asyncio.sleep(0.002)
+
+    async def process_ready(self, max_items: int, budget: float) -> tuple[int, bool]:
+        """Claim and finish (or park) ready runs until ``max_items`` or ``budget`` seconds; for ``tick``.
+
+        Returns how many runs were processed and whether ready work is left.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        processed = 0
+        await self.recover_dead_owners()
+        while processed < max_items and loop.time() < deadline:
+            before = set(self._active)
+            claimed = await self._claim_batch(limit=max_items - processed)
+            tasks = [task for run_id, (task, _) in self._active.items() if run_id not in before]
+            if not claimed and not tasks:
+                break
+            processed += claimed
+            if tasks:
+                await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+        now = self.clock.now().timestamp()
+        more = await self.store.has_ready_runs(self.namespace, self._refs(), now, wall_seconds())
+        return processed, more
 
     # -- waiting for results -------------------------------------------------
 

@@ -83,5 +83,5 @@ def run_sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[An
     plain, schema = split_schema(url, None)
     with psycopg.connect(plain, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{schema}"')
-        cursor = conn.execute(query.replace("?", "%s"), params)
+        cursor = conn.execute(query.replace("%", "%%").replace("?", "%s"), params)
         return cursor.fetchall() if cursor.description else []

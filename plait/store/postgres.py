@@ -158,7 +158,7 @@ class PostgresStore:
 
     async def sql(self, query: str, params: Sequence[object] = (), *, write: bool = False) -> list[tuple[Any, ...]]:
         # One statement in autocommit is its own transaction, so reads and writes go the same way.
-        return await self._read(query.replace("?", "%s"), list(params))
+        return await self._read(query.replace("%", "%%").replace("?", "%s"), list(params))
 
     async def schema_version(self) -> int:
         rows = await self._read("SELECT max(version) FROM plait_schema")

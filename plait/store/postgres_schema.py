@@ -141,4 +141,21 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE plait_runs ADD COLUMN trace_context TEXT;
     """,
+    # 5: cron schedules; each due time fires as a run whose idempotency key names the time.
+    """
+    CREATE TABLE plait_schedules (
+        id TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        input TEXT NOT NULL,
+        catch_up TEXT NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        next_fire_at DOUBLE PRECISION NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, id)
+    );
+    CREATE INDEX plait_schedules_due ON plait_schedules (namespace, next_fire_at);
+    """,
 ]

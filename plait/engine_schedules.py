@@ -1,0 +1,201 @@
+"""Engine methods for starting runs by time: cron schedules, and ``tick`` for hosts driven from outside."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from plait.clock import to_seconds
+from plait.errors import InputValidationError, RunNotFound
+from plait.ids import new_run_id
+from plait.payloads import validation_summary
+from plait.schedules import CatchUp, Schedule, check_cron, due_times, next_fire, zone
+from plait.store import schedules as table
+from plait.store.base import NewRun
+from plait.workflow.graph import Workflow
+
+if TYPE_CHECKING:
+    from plait.clock import Clock
+    from plait.loop_thread import LoopThread
+    from plait.store.base import Store
+    from plait.worker import Worker
+
+log = logging.getLogger("plait.schedules")
+
+
+class TickSummary(BaseModel):
+    """What one ``engine.tick()`` did."""
+
+    schedules_fired: int
+    runs_processed: int
+    more_ready: bool
+
+
+def _schedule(row: table.ScheduleRow) -> Schedule:
+    return Schedule(
+        id=row.id,
+        workflow_id=row.workflow_id,
+        cron=row.cron,
+        timezone=row.timezone,
+        input=json.loads(row.input),
+        catch_up=row.catch_up,  # type: ignore[arg-type]
+        paused=bool(row.paused),
+        next_fire_at=datetime.fromtimestamp(row.next_fire_at, UTC),
+        created_at=datetime.fromtimestamp(row.created_at, UTC),
+    )
+
+
+class SchedulesMixin:
+    """Part of ``Engine``: ``schedule`` and friends, firing due schedules, and ``tick``."""
+
+    # Provided by Engine.
+    _loop: LoopThread
+    _store: Store
+    _worker: Worker
+    namespace: str
+    clock: Clock
+
+    def get_workflow(self, workflow_id: str, version: str | None = None) -> Workflow[Any, Any]:
+        raise NotImplementedError
+
+    def register(self, *items: Any) -> None:
+        raise NotImplementedError
+
+    def schedule(
+        self,
+        workflow: Workflow[Any, Any] | str,
+        *,
+        cron: str,
+        timezone: str = "UTC",
+        input: Any = None,
+        id: str | None = None,
+        catch_up: CatchUp = "skip",
+    ) -> Schedule:
+        """Start ``workflow`` at every due time of ``cron`` in ``timezone`` (stored; DST as the zone says).
+
+        Each due time fires exactly once however many engines run. After
+        downtime, ``catch_up="skip"`` fires the latest missed time once,
+        ``"all"`` fires every missed time. The same ``id`` replaces a schedule.
+        """
+        if isinstance(workflow, Workflow):
+            self.register(workflow)
+        else:
+            workflow = self.get_workflow(workflow)
+        check_cron(cron)
+        zone(timezone)
+        if catch_up not in ("skip", "all"):
+            raise InputValidationError("catch_up must be 'skip' or 'all'")
+        try:
+            value = workflow.input_codec.validate(input)
+        except ValidationError as exc:
+            summary = validation_summary(exc)
+            raise InputValidationError(f"schedule input for workflow '{workflow.id}' is invalid: {summary}") from exc
+        now = self.clock.now()
+        row = table.ScheduleRow(
+            id=id or f"{workflow.id}-{uuid.uuid4().hex[:8]}",
+            namespace=self.namespace,
+            workflow_id=workflow.id,
+            cron=cron,
+            timezone=timezone,
+            input=workflow.input_codec.dump(value),
+            catch_up=catch_up,
+            paused=0,
+            next_fire_at=next_fire(cron, timezone, now).timestamp(),
+            created_at=now.timestamp(),
+        )
+        self._loop.run(table.upsert(self._store, row))
+        self._loop.call_soon(self._worker.wake)
+        return _schedule(row)
+
+    def schedules(self) -> list[Schedule]:
+        """This namespace's schedules."""
+        return [_schedule(row) for row in self._loop.run(table.listed(self._store, self.namespace))]
+
+    def pause_schedule(self, schedule_id: str) -> None:
+        """Stop firing until ``resume_schedule``; due times while paused are skipped."""
+        self._set_paused(schedule_id, True)
+
+    def resume_schedule(self, schedule_id: str) -> None:
+        """Fire again from the next due time after now."""
+        self._set_paused(schedule_id, False)
+
+    def _set_paused(self, schedule_id: str, paused: bool) -> None:
+        row = self._find_schedule(schedule_id)
+        following = next_fire(row.cron, row.timezone, self.clock.now()).timestamp()
+        self._loop.run(table.set_paused(self._store, self.namespace, schedule_id, paused, following))
+
+    def remove_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule; False if there was none."""
+        return self._loop.run(table.remove(self._store, self.namespace, schedule_id))
+
+    def trigger_schedule(self, schedule_id: str) -> str:
+        """Start the schedule's workflow now, once, outside its cron; returns the run id."""
+        row = self._find_schedule(schedule_id)
+        now = self.clock.now().timestamp()
+        run = self._loop.run(self._fire(row, now, f"schedule:{row.id}:manual:{uuid.uuid4().hex}"))
+        return run
+
+    def _find_schedule(self, schedule_id: str) -> table.ScheduleRow:
+        for row in self._loop.run(table.listed(self._store, self.namespace)):
+            if row.id == schedule_id:
+                return row
+        raise RunNotFound(f"no schedule {schedule_id!r} in namespace '{self.namespace}'; see engine.schedules()")
+
+    async def _fire(self, row: table.ScheduleRow, now: float, key: str) -> str:
+        workflow = self.get_workflow(row.workflow_id)
+        created, _ = await self._store.create_run(
+            NewRun(
+                id=new_run_id(),
+                namespace=self.namespace,
+                workflow_id=workflow.id,
+                workflow_version=workflow.version,
+                input=row.input,
+                created_at=now,
+                ready_at=now,
+                idempotency_key=key,
+                metadata=json.dumps({"schedule_id": row.id}),
+                queue=workflow.placement.queue,
+            )
+        )
+        return created.id
+
+    async def _fire_due_schedules(self) -> int:
+        """Start a run for every due time of every due schedule this engine knows the workflow of."""
+        now = self.clock.now()
+        fired = 0
+        for row in await table.due(self._store, self.namespace, now.timestamp()):
+            try:
+                self.get_workflow(row.workflow_id)
+            except Exception:  # noqa: BLE001 - another engine of the namespace may have the workflow
+                continue
+            seen = datetime.fromtimestamp(row.next_fire_at, UTC)
+            times = due_times(row.cron, row.timezone, seen, now, row.catch_up)  # type: ignore[arg-type]
+            for due in times:
+                # The idempotency key is the fire record: a second scheduler finds this run already there.
+                await self._fire(row, now.timestamp(), f"schedule:{row.id}:{int(due.timestamp())}")
+                fired += 1
+            following = next_fire(row.cron, row.timezone, max(now, times[-1] if times else now))
+            await table.advance(self._store, self.namespace, row.id, row.next_fire_at, following.timestamp())
+        return fired
+
+    def tick(self, *, max_items: int = 100, budget: timedelta | float = 10.0) -> TickSummary:
+        """Do what is due and return: fire due schedules, then run ready runs until done or out of budget.
+
+        For hosts that only run code when invoked (a platform's cron calling
+        every minute). Timers and retries are ordinary due runs; runs of dead
+        workers become ready once their lease expires.
+        """
+        return self._loop.run(self._tick(max_items, to_seconds(budget)))
+
+    async def atick(self, *, max_items: int = 100, budget: timedelta | float = 10.0) -> TickSummary:
+        return await self._loop.run_async(self._tick(max_items, to_seconds(budget)))
+
+    async def _tick(self, max_items: int, budget: float) -> TickSummary:
+        fired = await self._fire_due_schedules()
+        processed, more = await self._worker.process_ready(max_items, budget)
+        return TickSummary(schedules_fired=fired, runs_processed=processed, more_ready=more)

@@ -173,3 +173,65 @@ def webhooks_replay(app_spec: RequiredApp) -> None:
         typer.echo(engine.replay_dead_letters())
     finally:
         engine.close()
+
+
+schedules_app = typer.Typer(help="Cron schedules.", no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
+
+
+@schedules_app.command("list")
+def schedules_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
+    """List schedules with their next due time."""
+    engine = load_engine(app_spec)
+    try:
+        items = engine.schedules()
+        if as_json:
+            print_json([s.model_dump(mode="json") for s in items])
+            return
+        table = Table("schedule", "workflow", "cron", "time zone", "next", "paused")
+        for item in items:
+            table.add_row(
+                item.id, item.workflow_id, item.cron, item.timezone, item.next_fire_at.isoformat(), str(item.paused)
+            )
+        console.print(table)
+    finally:
+        engine.close()
+
+
+def _on_schedule(app_spec: str, action: str, schedule_id: str) -> None:
+    engine = load_engine(app_spec)
+    try:
+        if action == "remove":
+            if not engine.remove_schedule(schedule_id):
+                typer.echo(f"error: no schedule {schedule_id!r}", err=True)
+                raise typer.Exit(2)
+        elif action == "trigger":
+            typer.echo(engine.trigger_schedule(schedule_id))
+        else:
+            getattr(engine, f"{action}_schedule")(schedule_id)
+    finally:
+        engine.close()
+
+
+@schedules_app.command("pause")
+def schedules_pause(schedule_id: str, app_spec: RequiredApp) -> None:
+    """Stop firing a schedule."""
+    _on_schedule(app_spec, "pause", schedule_id)
+
+
+@schedules_app.command("resume")
+def schedules_resume(schedule_id: str, app_spec: RequiredApp) -> None:
+    """Fire a paused schedule again from its next due time."""
+    _on_schedule(app_spec, "resume", schedule_id)
+
+
+@schedules_app.command("remove")
+def schedules_remove(schedule_id: str, app_spec: RequiredApp) -> None:
+    """Delete a schedule."""
+    _on_schedule(app_spec, "remove", schedule_id)
+
+
+@schedules_app.command("trigger")
+def schedules_trigger(schedule_id: str, app_spec: RequiredApp) -> None:
+    """Start the schedule's workflow once, now; prints the run id."""
+    _on_schedule(app_spec, "trigger", schedule_id)

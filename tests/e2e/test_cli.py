@@ -95,3 +95,17 @@ def test_runs_events_workflows_and_db_commands(project: Path) -> None:
     assert rerun.returncode == 0 and rerun.stdout.strip() != run_id
     assert plait_cli(project, "db", "upgrade", "--db", "sqlite:///cli.db").returncode == 0
     assert "deleted 0 runs" in plait_cli(project, "db", "prune", "--db", "sqlite:///cli.db").stdout
+
+
+def test_schedules_commands(project: Path) -> None:
+    (project / "schedapp.py").write_text(
+        APP + "\nengine.schedule(doubler, cron='0 6 * * 1-5', timezone='Europe/Paris', input=2, id='weekday')\n"
+    )
+    env_app = ["--app", "schedapp:engine"]
+    listed = json.loads(plait_cli(project, "schedules", "list", *env_app, "--json").stdout)
+    assert [(s["id"], s["cron"], s["paused"]) for s in listed] == [("weekday", "0 6 * * 1-5", False)]
+    assert plait_cli(project, "schedules", "pause", "weekday", *env_app).returncode == 0
+    assert json.loads(plait_cli(project, "schedules", "list", *env_app, "--json").stdout)[0]["paused"] is True
+    assert plait_cli(project, "schedules", "trigger", "weekday", *env_app).stdout.strip()
+    missing = plait_cli(project, "schedules", "remove", "nope", *env_app)
+    assert missing.returncode == 2

@@ -20,6 +20,7 @@ from plait.clock import Clock, SystemClock, to_seconds
 from plait.engine_feeds import FeedsMixin
 from plait.engine_schedules import SchedulesMixin
 from plait.engine_signals import SignalsMixin
+from plait.engine_triggers import CompletionTrigger, TriggersMixin
 from plait.errors import (
     DuplicateWorkflow,
     InputValidationError,
@@ -50,7 +51,7 @@ T = TypeVar("T")
 DEFAULT_URL = "sqlite:///plait.db"
 
 
-class Engine(FeedsMixin, SignalsMixin, SchedulesMixin):
+class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -90,6 +91,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin):
         self._workflows: dict[str, dict[str, Workflow[Any, Any]]] = {}
         self._pending_queues: dict[str, Queue] = {}
         self._subscriptions: list[Subscription] = []
+        self._triggers: list[CompletionTrigger] = []
         self._latest: dict[str, Workflow[Any, Any]] = {}
         self._loop = LoopThread("plait-engine", max_threads=max(4, min(concurrency, 64)))
         self._worker = Worker(
@@ -119,6 +121,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin):
             poll=poll_interval,
             lease_seconds=lease_seconds,
         )
+        self._worker.before_finish = self._start_follow_ups
         self._started = False
         self._grace = 0.0
         self._closed = threading.Event()

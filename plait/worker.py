@@ -72,6 +72,7 @@ class Worker:
         self.draining = False
         self.observers: list[Observer] = []
         self.tracer: Tracer | None = None
+        self.before_finish: Callable[[RunRow], Awaitable[None]] | None = None
         self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
 
@@ -252,6 +253,11 @@ class Worker:
                     status, error = "failed", describe_error(exc)
             error_json = json.dumps(error) if error else None
             now = self.clock.now().timestamp()
+            if self.before_finish is not None:
+                # Follow-up runs are created (idempotently) before the run ends, so a crash in between
+                # re-creates them, never loses them.
+                ending = replace(row, status=status, output=output_json, error=error_json, finished_at=now)
+                await self.before_finish(ending)
             async with execution.log.writing():
                 events = [*execution.deferred_events, *execution.log.finish_events(status, output_json, error)]
                 await self.store.finish_run(

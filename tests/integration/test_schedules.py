@@ -149,3 +149,42 @@ def test_two_scheduler_processes_fire_each_second_exactly_once(db_url: str, tmp_
     assert max(Counter(seconds).values()) == 1  # never twice
     assert seconds == list(range(seconds[0], seconds[-1] + 1))  # never a gap
     assert len(seconds) >= 5
+
+
+def test_completion_triggers_start_follow_ups_exactly_once(engine: plait.Engine) -> None:
+    @plait.step
+    def invoice(order: int) -> int:
+        if order < 0:
+            raise ValueError("negative order")
+        return order * 100
+
+    @plait.step
+    def thank(amount: int) -> str:
+        return f"thanks for {amount}"
+
+    @plait.step
+    def alert(message: str) -> str:
+        return f"alert: {message}"
+
+    billing = plait.workflow("billing", input=int).then(invoice).commit()
+    thanks = plait.workflow("thanks", input=int).then(thank).commit()
+    alerts = plait.workflow("alerts", input=str).then(alert).commit()
+    engine.on_complete(billing, start=thanks)
+    engine.on_complete(
+        billing, start=alerts, statuses=("failed",), input_from=lambda run: f"{run.id} {(run.error or {})['message']}"
+    )
+    engine.on_complete(billing, start=thanks, id="broken", input_from=lambda run: 1 / 0)
+    with pytest.raises(plait.InputValidationError):
+        engine.on_complete(billing, start=thanks, statuses=("done",))
+    good = engine.start(billing, 3)
+    assert good.result(timeout=10) == 300
+    bad = engine.start(billing, -1)
+    with pytest.raises(plait.RunFailed):
+        bad.result(timeout=10)
+    engine.run_until_idle()
+    followed = {r.workflow_id: r for r in engine.list_runs(limit=100).items if r.workflow_id != "billing"}
+    assert set(followed) == {"thanks", "alerts"}
+    assert engine.get_run(followed["thanks"].id).result(timeout=10) == "thanks for 300"
+    assert engine.get_run(followed["alerts"].id).result(timeout=10).startswith(f"alert: {bad.id} ValueError")
+    assert followed["thanks"].idempotency_key == f"on_complete:billing-to-thanks:{good.id}"
+    assert followed["thanks"].metadata == {"triggered_by": good.id, "trigger": "billing-to-thanks"}

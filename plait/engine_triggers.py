@@ -1,0 +1,110 @@
+"""Completion triggers: when a run of one workflow ends, start another (``engine.on_complete``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from plait.errors import InputValidationError, PlaitError
+from plait.ids import new_run_id
+from plait.runs import Run
+from plait.store.base import NewRun, RunRow
+from plait.workflow.graph import Workflow
+
+if TYPE_CHECKING:
+    from plait.clock import Clock
+    from plait.store.base import Store
+
+log = logging.getLogger("plait.triggers")
+
+FINAL_STATUSES = ("succeeded", "failed")
+
+
+@dataclass(frozen=True)
+class CompletionTrigger:
+    id: str
+    source: str
+    target: Workflow[Any, Any]
+    statuses: tuple[str, ...]
+    input_from: Callable[[Run], Any] | None
+
+
+class TriggersMixin:
+    """Part of ``Engine``: ``on_complete``."""
+
+    # Provided by Engine.
+    _store: Store
+    namespace: str
+    clock: Clock
+    _triggers: list[CompletionTrigger]
+
+    def register(self, *items: Any) -> None:
+        raise NotImplementedError
+
+    def get_workflow(self, workflow_id: str, version: str | None = None) -> Workflow[Any, Any]:
+        raise NotImplementedError
+
+    def on_complete(
+        self,
+        source: Workflow[Any, Any] | str,
+        *,
+        start: Workflow[Any, Any],
+        statuses: Collection[str] = ("succeeded",),
+        input_from: Callable[[Run], Any] | None = None,
+        id: str | None = None,
+    ) -> str:
+        """When a run of ``source`` ends in one of ``statuses``, start ``start`` with ``input_from(run)``.
+
+        Without ``input_from`` the source run's output is the input. The
+        follow-up is started durably, exactly once per source run: its
+        idempotency key is the trigger's id and the source run's id.
+        Register the trigger on every engine whose workers run ``source``.
+        """
+        unknown = set(statuses) - set(FINAL_STATUSES)
+        if unknown or not statuses:
+            raise InputValidationError(f"on_complete statuses must be among {FINAL_STATUSES}, got {sorted(statuses)}")
+        source_id = source.id if isinstance(source, Workflow) else source
+        self.register(start)
+        trigger = CompletionTrigger(
+            id=id or f"{source_id}-to-{start.id}",
+            source=source_id,
+            target=start,
+            statuses=tuple(statuses),
+            input_from=input_from,
+        )
+        self._triggers.append(trigger)
+        return trigger.id
+
+    async def _start_follow_ups(self, row: RunRow) -> None:
+        for trigger in self._triggers:
+            if trigger.source != row.workflow_id or row.status not in trigger.statuses:
+                continue
+            try:
+                snapshot = Run.from_row(row)
+                value = trigger.input_from(snapshot) if trigger.input_from else snapshot.output
+                target = trigger.target
+                validated = target.input_codec.validate(value)
+                now = self.clock.now().timestamp()
+                await self._store.create_run(
+                    NewRun(
+                        id=new_run_id(),
+                        namespace=self.namespace,
+                        workflow_id=target.id,
+                        workflow_version=target.version,
+                        input=target.input_codec.dump(validated),
+                        created_at=now,
+                        ready_at=now,
+                        idempotency_key=f"on_complete:{trigger.id}:{row.id}",
+                        metadata=f'{{"triggered_by": "{row.id}", "trigger": "{trigger.id}"}}',
+                        queue=target.placement.queue,
+                    )
+                )
+            except PlaitError:
+                raise  # the store failed: the run does not end now, it is retried with its follow-ups
+            except Exception:  # a bad input_from is the trigger's bug: log it, never break the source run
+                log.exception("plait trigger %s could not start a run after %s", trigger.id, row.id)
+
+
+__all__ = ["CompletionTrigger", "TriggersMixin"]

@@ -92,6 +92,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         self._pending_queues: dict[str, Queue] = {}
         self._subscriptions: list[Subscription] = []
         self._triggers: list[CompletionTrigger] = []
+        self._email_routes: dict[str, Workflow[Any, Any]] = {}
         self._latest: dict[str, Workflow[Any, Any]] = {}
         self._loop = LoopThread("plait-engine", max_threads=max(4, min(concurrency, 64)))
         self._worker = Worker(

@@ -39,6 +39,7 @@ class TriggersMixin:
     namespace: str
     clock: Clock
     _triggers: list[CompletionTrigger]
+    _email_routes: dict[str, Workflow[Any, Any]]
 
     def register(self, *items: Any) -> None:
         raise NotImplementedError
@@ -76,6 +77,16 @@ class TriggersMixin:
         )
         self._triggers.append(trigger)
         return trigger.id
+
+    def on_email(self, address: str, *, start: Workflow[Any, Any]) -> None:
+        """Start ``start`` with a ``plait.email.InboundEmail`` for each message to ``address``.
+
+        Serve with ``plait smtp --app module:engine --port 2525``.
+        """
+        if "@" not in address:
+            raise InputValidationError(f"on_email needs an email address, got {address!r}")
+        self.register(start)
+        self._email_routes[address.lower()] = start
 
     async def _start_follow_ups(self, row: RunRow) -> None:
         for trigger in self._triggers:

@@ -235,3 +235,29 @@ def schedules_remove(schedule_id: str, app_spec: RequiredApp) -> None:
 def schedules_trigger(schedule_id: str, app_spec: RequiredApp) -> None:
     """Start the schedule's workflow once, now; prints the run id."""
     _on_schedule(app_spec, "trigger", schedule_id)
+
+
+@app.command("smtp")
+def smtp(
+    app_spec: RequiredApp,
+    host: Annotated[str, typer.Option("--host", envvar="PLAIT_SMTP_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="PLAIT_SMTP_PORT")] = 2525,
+) -> None:
+    """Receive email and start the workflows the app maps recipients to (engine.on_email)."""
+    import threading
+
+    from aiosmtpd.controller import Controller
+
+    from plait.email import EmailTrigger
+
+    engine = load_engine(app_spec)
+    controller = Controller(EmailTrigger(engine), hostname=host, port=port)
+    controller.start()
+    typer.echo(f"plait smtp on {host}:{port} for {', '.join(sorted(engine._email_routes)) or 'no addresses'}")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        controller.stop()
+        engine.close()

@@ -93,6 +93,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         self._subscriptions: list[Subscription] = []
         self._triggers: list[CompletionTrigger] = []
         self._email_routes: dict[str, Workflow[Any, Any]] = {}
+        self._http_triggers: list[Any] = []
         self._latest: dict[str, Workflow[Any, Any]] = {}
         self._loop = LoopThread("plait-engine", max_threads=max(4, min(concurrency, 64)))
         self._worker = Worker(

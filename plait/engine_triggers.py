@@ -40,6 +40,7 @@ class TriggersMixin:
     clock: Clock
     _triggers: list[CompletionTrigger]
     _email_routes: dict[str, Workflow[Any, Any]]
+    _http_triggers: list[Any]
 
     def register(self, *items: Any) -> None:
         raise NotImplementedError
@@ -87,6 +88,31 @@ class TriggersMixin:
             raise InputValidationError(f"on_email needs an email address, got {address!r}")
         self.register(start)
         self._email_routes[address.lower()] = start
+
+    def http_trigger(
+        self,
+        path: str,
+        workflow: Workflow[Any, Any],
+        *,
+        input_from: Callable[[Any], Any] | None = None,
+        idempotency_key_from: Callable[[Any], str | None] | None = None,
+        secret: str | None = None,
+        signature_header: str = "X-Hub-Signature-256",
+    ) -> None:
+        """Mount ``POST /hooks/<path>`` (``{name}`` path parameters allowed) in ``plait.http.create_app``.
+
+        It answers ``202 {"run_id"}``. ``input_from(request)`` builds the input
+        (default: the JSON body); the same idempotency key (from
+        ``idempotency_key_from`` or the Idempotency-Key header) returns the same
+        run. With ``secret`` the body must be signed like GitHub's webhooks:
+        ``<signature_header>: sha256=<hex HMAC-SHA256 of the body>``.
+        """
+        from plait.http.api import HttpTrigger
+
+        self.register(workflow)
+        self._http_triggers.append(
+            HttpTrigger(path, workflow, input_from, idempotency_key_from, secret, signature_header)
+        )
 
     async def _start_follow_ups(self, row: RunRow) -> None:
         for trigger in self._triggers:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Annotated
 
@@ -260,4 +261,78 @@ def smtp(
         pass
     finally:
         controller.stop()
+        engine.close()
+
+
+@app.command("server")
+def server(
+    app_spec: RequiredApp,
+    host: Annotated[str, typer.Option("--host", envvar="PLAIT_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", envvar="PLAIT_PORT")] = 8000,
+    workers_in_process: Annotated[
+        int, typer.Option("--workers-in-process", envvar="PLAIT_WORKERS_IN_PROCESS", min=0, help="0: API only")
+    ] = 1,
+) -> None:
+    """Serve the HTTP API (and, by default, a worker in the same process: one command runs everything)."""
+    import uvicorn
+
+    from plait.http import create_app
+    from plait.store import tokens as token_table
+
+    engine = load_engine(app_spec)
+    guarded = engine._loop.run(token_table.any_active(engine._store))
+    if not guarded and host not in ("127.0.0.1", "localhost", "::1"):
+        engine.close()
+        typer.echo(
+            f"error [auth.missing]: refusing to serve on {host} without API tokens; "
+            "create one with `plait tokens create --namespace NS --scope admin` or bind 127.0.0.1",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if not guarded:
+        typer.echo("no API tokens exist: serving on 127.0.0.1 only, without authentication")
+    if workers_in_process:
+        engine._ensure_started()
+    typer.echo(f"plait API on http://{host}:{port}/api (docs: /api/docs) for {redact_url(engine.url)}")
+    try:
+        uvicorn.run(create_app(engine), host=host, port=port, log_level="warning")
+    finally:
+        engine.close()
+
+
+tokens_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    namespace: Annotated[str, typer.Option("--namespace", envvar="PLAIT_NAMESPACE")] = "default",
+    scope: Annotated[str, typer.Option("--scope", help="read, write or admin")] = "read",
+    db: DbOption = None,
+) -> None:
+    """Create a token; it is printed once and only its hash is stored."""
+    from plait.store import tokens as token_table
+
+    if scope not in token_table.SCOPES:
+        raise typer.BadParameter("use read, write or admin", param_hint="--scope")
+    engine = Engine(db, worker=False)
+    try:
+        row, value = engine._loop.run(token_table.create(engine._store, namespace, scope, time.time()))
+        typer.echo(value)
+        typer.echo(f"token {row.id}: namespace {namespace}, scope {scope} (shown once; store it now)", err=True)
+    finally:
+        engine.close()
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str, db: DbOption = None) -> None:
+    """Revoke a token by its id (the part after plt_ and before the next _)."""
+    from plait.store import tokens as token_table
+
+    engine = Engine(db, worker=False)
+    try:
+        if not engine._loop.run(token_table.revoke(engine._store, token_id, time.time())):
+            typer.echo(f"error: no active token {token_id!r}", err=True)
+            raise typer.Exit(2)
+    finally:
         engine.close()

@@ -158,4 +158,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX plait_schedules_due ON plait_schedules (namespace, next_fire_at);
     """,
+    # 6: API bearer tokens, stored as hashes.
+    """
+    CREATE TABLE plait_tokens (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked_at DOUBLE PRECISION
+    );
+    """,
 ]

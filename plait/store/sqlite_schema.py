@@ -167,3 +167,17 @@ MIGRATIONS.append(
     CREATE INDEX plait_schedules_due ON plait_schedules (namespace, next_fire_at);
     """
 )
+
+MIGRATIONS.append(
+    # 6: API bearer tokens, stored as hashes.
+    """
+    CREATE TABLE plait_tokens (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    """
+)

@@ -39,7 +39,3 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else f"{type(exc).__name__}: {exc}"
         typer.echo(f"error: {message}", err=True)
         raise SystemExit(2 if hasattr(exc, "format_message") else 1) from None
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

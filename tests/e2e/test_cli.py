@@ -109,3 +109,15 @@ def test_schedules_commands(project: Path) -> None:
     assert plait_cli(project, "schedules", "trigger", "weekday", *env_app).stdout.strip()
     missing = plait_cli(project, "schedules", "remove", "nope", *env_app)
     assert missing.returncode == 2
+
+
+def test_server_refuses_to_bind_beyond_localhost_without_tokens(project: Path) -> None:
+    refused = plait_cli(project, "server", "--host", "0.0.0.0", "--port", "0")
+    assert refused.returncode == 2
+    assert "without API tokens" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    created = plait_cli(project, "tokens", "create", "--scope", "admin", "--db", "sqlite:///cli.db")
+    token = created.stdout.strip()
+    assert created.returncode == 0 and token.startswith("plt_") and token not in created.stderr
+    token_id = token.split("_")[1]
+    assert plait_cli(project, "tokens", "revoke", token_id, "--db", "sqlite:///cli.db").returncode == 0
+    assert plait_cli(project, "tokens", "revoke", token_id, "--db", "sqlite:///cli.db").returncode == 2

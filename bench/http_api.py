@@ -1,6 +1,9 @@
 """Start-a-run over HTTP: requests per second and POST latency, from a second process on loopback.
 
-    python bench/http.py [--requests 500] [--threads 4]
+    python bench/http_api.py [--requests 500] [--threads 4]
+
+(Not bench/http.py: a script of that name would shadow the standard library's
+``http`` package for every other script in this folder.)
 
 Starts ``plait server`` (API + in-process worker, SQLite) in a subprocess, then
 sends keep-alive requests from this process. The baseline is a GET of
@@ -10,22 +13,18 @@ measured in the same run.
 
 from __future__ import annotations
 
+import argparse
+import os
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
-# This file is named like the standard library's http package: keep its folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402 - after the path fix above
-import os  # noqa: E402 - after the path fix above
-import socket  # noqa: E402 - after the path fix above
-import statistics  # noqa: E402 - after the path fix above
-import subprocess  # noqa: E402 - after the path fix above
-import tempfile  # noqa: E402 - after the path fix above
-import threading  # noqa: E402 - after the path fix above
-import time  # noqa: E402 - after the path fix above
-
-import httpx  # noqa: E402 - after the path fix above
+import httpx
 
 APP = """
 import plait

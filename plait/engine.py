@@ -14,7 +14,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from plait.clock import Clock, SystemClock, to_seconds
 from plait.engine_feeds import FeedsMixin
@@ -32,7 +32,7 @@ from plait.errors import (
 from plait.hooks import Hook, HookRunner, Hooks
 from plait.ids import new_run_id
 from plait.loop_thread import LoopThread
-from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validation_summary
+from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
 from plait.queues import Queue, concurrency_key_of
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.store import open_store
@@ -399,13 +399,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
                 self.register(workflow)
         else:
             workflow = self.get_workflow(workflow)
-        try:
-            value = workflow.input_codec.validate(input)
-        except ValidationError as exc:
-            raise InputValidationError(
-                f"input for workflow '{workflow.id}' is invalid: {validation_summary(exc)}",
-                errors=json.loads(exc.json(include_url=False)),
-            ) from exc
+        value = validate_input(workflow.input_codec, input, f"input for workflow '{workflow.id}'")
         if isinstance(input, BaseModel) and not isinstance(value, BaseModel):
             value = input
         input_json = workflow.input_codec.dump(value)

@@ -8,12 +8,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from plait.clock import to_seconds
 from plait.errors import InputValidationError, RunNotFound
 from plait.ids import new_run_id
-from plait.payloads import validation_summary
+from plait.payloads import validate_input
 from plait.schedules import CatchUp, Schedule, check_cron, due_times, next_fire, zone
 from plait.store import schedules as table
 from plait.store.base import NewRun
@@ -90,11 +90,7 @@ class SchedulesMixin:
         zone(timezone)
         if catch_up not in ("skip", "all"):
             raise InputValidationError("catch_up must be 'skip' or 'all'")
-        try:
-            value = workflow.input_codec.validate(input)
-        except ValidationError as exc:
-            summary = validation_summary(exc)
-            raise InputValidationError(f"schedule input for workflow '{workflow.id}' is invalid: {summary}") from exc
+        value = validate_input(workflow.input_codec, input, f"schedule input for workflow '{workflow.id}'")
         now = self.clock.now()
         row = table.ScheduleRow(
             id=id or f"{workflow.id}-{uuid.uuid4().hex[:8]}",

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from plait.errors import InputValidationError, RunNotFound, RunStateError, WorkflowNotFound
-from plait.payloads import ANY, Codec, validation_summary
+from plait.payloads import ANY, Codec, validate_input
 from plait.steps import Step
 from plait.store.base import RunRow
 from plait.waiting import Approval, approval_event, resume_event
@@ -85,13 +83,7 @@ class SignalsMixin:
             )
         value = None
         if approved and data is not None:
-            try:
-                value = step.approval_codec.validate(data)
-            except ValidationError as exc:
-                raise InputValidationError(
-                    f"approval data for '{step_id}' of run {run_id} is invalid: {validation_summary(exc)}",
-                    errors=json.loads(exc.json(include_url=False)),
-                ) from exc
+            value = validate_input(step.approval_codec, data, f"approval data for '{step_id}' of run {run_id}")
         decision = Approval[Any](approved=approved, data=value, reason=reason)
         payload_json = _validated_json(step.output_codec, decision, f"approval '{step_id}' for run {run_id}")
         return await self._deliver(row, approval_event(step_id), payload_json, None, wakes="waiting")
@@ -140,9 +132,4 @@ class SignalsMixin:
 
 
 def _validated_json(codec: Codec[Any], value: Any, what: str) -> str:
-    try:
-        return codec.dump(codec.validate(value))
-    except ValidationError as exc:
-        raise InputValidationError(
-            f"{what} is invalid: {validation_summary(exc)}", errors=json.loads(exc.json(include_url=False))
-        ) from exc
+    return codec.dump(validate_input(codec, value, what))

@@ -6,10 +6,13 @@ execute on load.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from plait.errors import InputValidationError
 
 T = TypeVar("T")
 
@@ -51,6 +54,16 @@ def validation_summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def validate_input(codec: Codec[T], value: Any, what: str) -> T:
+    """``value`` validated by ``codec``, or InputValidationError naming ``what`` with Pydantic's details."""
+    try:
+        return codec.validate(value)
+    except ValidationError as exc:
+        raise InputValidationError(
+            f"{what} is invalid: {validation_summary(exc)}", errors=json.loads(exc.json(include_url=False))
+        ) from exc
+
+
 def dump_any(value: Any) -> str:
     """JSON text of a value of no declared type."""
     return ANY.dump(value)
@@ -82,5 +95,6 @@ __all__ = [
     "dump_any",
     "jsonable",
     "type_name",
+    "validate_input",
     "validation_summary",
 ]

@@ -10,7 +10,16 @@ import typer
 from rich.table import Table
 
 import plait
-from plait.cli.common import DbOption, JsonOption, app, console, load_engine, print_json, redact_url
+from plait.cli.common import (
+    DbOption,
+    JsonOption,
+    app,
+    console,
+    load_engine,
+    opened,
+    print_json,
+    redact_url,
+)
 from plait.engine import Engine
 
 RequiredApp = Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine to load")]
@@ -52,8 +61,7 @@ app.add_typer(workflows_app, name="workflows")
 @workflows_app.command("list")
 def workflows_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
     """List the app's workflows with their versions and steps."""
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         flows = engine.workflows()
         if as_json:
             print_json([{"id": w.id, "version": w.version, "steps": [t.id for t in w.iter_steps()]} for w in flows])
@@ -62,8 +70,6 @@ def workflows_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
         for flow in flows:
             table.add_row(flow.id, flow.version, ", ".join(t.id for t in flow.iter_steps()))
         console.print(table)
-    finally:
-        engine.close()
 
 
 @workflows_app.command("graph")
@@ -75,12 +81,9 @@ def workflows_graph(
     """Print a workflow's plan as a Mermaid flowchart or JSON."""
     if output_format not in ("mermaid", "json"):
         raise typer.BadParameter("use mermaid or json", param_hint="--format")
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         flow = engine.get_workflow(workflow_id)
         typer.echo(flow.to_mermaid() if output_format == "mermaid" else flow.to_json())
-    finally:
-        engine.close()
 
 
 db_app = typer.Typer(help="The database: migrations and retention.", no_args_is_help=True)
@@ -123,57 +126,42 @@ def webhooks_add(
     workflow: Annotated[list[str] | None, typer.Option("--workflow", "-w", help="only these workflows")] = None,
 ) -> None:
     """Add a webhook; its secret is stored for signing and never shown again."""
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         hook = engine.add_webhook(url, secret, event_types=event_type, workflows=workflow)
         typer.echo(hook.id)
-    finally:
-        engine.close()
 
 
 @webhooks_app.command("list")
 def webhooks_list(app_spec: RequiredApp) -> None:
     """List webhooks (id, url, filters)."""
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         for hook in engine.webhooks():
             filters = f"types={hook.event_types or 'all'} workflows={hook.workflows or 'all'}"
             typer.echo(f"{hook.id}\t{hook.url}\t{filters}")
-    finally:
-        engine.close()
 
 
 @webhooks_app.command("remove")
 def webhooks_remove(app_spec: RequiredApp, webhook_id: str) -> None:
     """Remove a webhook."""
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         if not engine.remove_webhook(webhook_id):
             typer.echo(f"error: no webhook {webhook_id!r}", err=True)
             raise typer.Exit(2)
-    finally:
-        engine.close()
 
 
 @webhooks_app.command("dead-letters")
 def webhooks_dead_letters(app_spec: RequiredApp) -> None:
     """List deliveries that failed every retry."""
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         for letter in engine.dead_letters():
             typer.echo(f"{letter.id}\t{letter.webhook_id}\tevent {letter.event_id}\t{letter.last_error}")
-    finally:
-        engine.close()
 
 
 @webhooks_app.command("replay")
 def webhooks_replay(app_spec: RequiredApp) -> None:
     """Send every dead-lettered event again; prints how many went through."""
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         typer.echo(engine.replay_dead_letters())
-    finally:
-        engine.close()
 
 
 schedules_app = typer.Typer(help="Cron schedules.", no_args_is_help=True)
@@ -183,8 +171,7 @@ app.add_typer(schedules_app, name="schedules")
 @schedules_app.command("list")
 def schedules_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
     """List schedules with their next due time."""
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         items = engine.schedules()
         if as_json:
             print_json([s.model_dump(mode="json") for s in items])
@@ -195,13 +182,10 @@ def schedules_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
                 item.id, item.workflow_id, item.cron, item.timezone, item.next_fire_at.isoformat(), str(item.paused)
             )
         console.print(table)
-    finally:
-        engine.close()
 
 
 def _on_schedule(app_spec: str, action: str, schedule_id: str) -> None:
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         if action == "remove":
             if not engine.remove_schedule(schedule_id):
                 typer.echo(f"error: no schedule {schedule_id!r}", err=True)
@@ -210,8 +194,6 @@ def _on_schedule(app_spec: str, action: str, schedule_id: str) -> None:
             typer.echo(engine.trigger_schedule(schedule_id))
         else:
             getattr(engine, f"{action}_schedule")(schedule_id)
-    finally:
-        engine.close()
 
 
 @schedules_app.command("pause")

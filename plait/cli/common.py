@@ -6,6 +6,8 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -64,6 +66,26 @@ def open_engine(app_spec: str | None, db: str | None) -> Engine:
     if app_spec:
         return load_engine(app_spec)
     return Engine(db, worker=False)
+
+
+@contextmanager
+def opened(spec: str) -> Iterator[Engine]:
+    """The app's engine for the length of one command."""
+    engine = load_engine(spec)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+@contextmanager
+def opened_or_client(app_spec: str | None, db: str | None) -> Iterator[Engine]:
+    """``open_engine`` for the length of one command."""
+    engine = open_engine(app_spec, db)
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 def redact_url(url: str) -> str:

@@ -13,7 +13,16 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from plait.cli.common import AppOption, DbOption, JsonOption, app, console, load_engine, open_engine, print_json
+from plait.cli.common import (
+    AppOption,
+    DbOption,
+    JsonOption,
+    app,
+    console,
+    opened,
+    opened_or_client,
+    print_json,
+)
 from plait.engine import Engine
 from plait.runs import Event, Run, RunHandle, RunStatus
 
@@ -43,8 +52,7 @@ def run_workflow(
 ) -> None:
     """Start a run of WORKFLOW; with --wait, show live progress and print its result."""
     value = parse_input(input_text)
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         run = engine.start(workflow_id, value, idempotency_key=idempotency_key)
         if not wait:
             print_json({"run_id": run.id}) if as_json else typer.echo(run.id)
@@ -59,8 +67,6 @@ def run_workflow(
             print_json({"run_id": run.id, "status": info.status.value, "output": output})
         else:
             typer.echo(json.dumps(output, indent=2))
-    finally:
-        engine.close()
 
 
 def follow_progress(engine: Engine, run: RunHandle[Any]) -> None:
@@ -112,8 +118,7 @@ def runs_list(
     as_json: JsonOption = False,
 ) -> None:
     """The newest runs."""
-    engine = open_engine(app_spec, db)
-    try:
+    with opened_or_client(app_spec, db) as engine:
         page = engine.list_runs(workflow=workflow, status=status, limit=limit)
         if as_json:
             print_json({"items": [run_row(r) for r in page.items], "next_cursor": page.next_cursor})
@@ -123,15 +128,12 @@ def runs_list(
             row = run_row(run)
             table.add_row(row["id"], row["workflow"], row["status"], row["created_at"], row["finished_at"] or "")
         console.print(table)
-    finally:
-        engine.close()
 
 
 @runs_app.command("show")
 def runs_show(run_id: str, app_spec: AppOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """One run: its status, input, output or error, and every step attempt."""
-    engine = open_engine(app_spec, db)
-    try:
+    with opened_or_client(app_spec, db) as engine:
         handle = engine.get_run(run_id)
         info, steps = handle.info(), handle.steps()
         if as_json:
@@ -149,28 +151,20 @@ def runs_show(run_id: str, app_spec: AppOption = None, db: DbOption = None, as_j
         console.print(table)
         if info.status == RunStatus.SUCCEEDED:
             console.print_json(json.dumps(info.output, default=str))
-    finally:
-        engine.close()
 
 
 @runs_app.command("cancel")
 def runs_cancel(run_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Cancel a run and its child runs."""
-    engine = open_engine(app_spec, db)
-    try:
+    with opened_or_client(app_spec, db) as engine:
         typer.echo("cancelled" if engine.cancel(run_id) else "already finished")
-    finally:
-        engine.close()
 
 
 @runs_app.command("retry")
 def runs_retry(run_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Continue a failed run from its failed step (a worker picks it up)."""
-    engine = open_engine(app_spec, db)
-    try:
+    with opened_or_client(app_spec, db) as engine:
         typer.echo(engine.retry(run_id).id)
-    finally:
-        engine.close()
 
 
 @runs_app.command("rerun")
@@ -180,11 +174,8 @@ def runs_rerun(
     app_spec: Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine")],
 ) -> None:
     """Start a new run of the same input that reuses the outputs of the steps before --from."""
-    engine = load_engine(app_spec)
-    try:
+    with opened(app_spec) as engine:
         typer.echo(engine.rerun_from(run_id, from_step).id)
-    finally:
-        engine.close()
 
 
 @app.command("events")
@@ -196,12 +187,9 @@ def events(
     as_json: JsonOption = False,
 ) -> None:
     """A run's event log, in order; with --follow, live until the run ends."""
-    engine = open_engine(app_spec, db)
-    try:
+    with opened_or_client(app_spec, db) as engine:
         for event in engine.get_run(run_id).events(follow=follow):
             typer.echo(event.model_dump_json() if as_json else describe(event))
-    finally:
-        engine.close()
 
 
 def describe(event: Event) -> str:

@@ -92,6 +92,35 @@ class Context:
         """
         raise SuspendRequest(payload)
 
+    @property
+    def state(self) -> dict[str, Any]:
+        """The workflow's shared state: what steps of this run stored with ``set_state``."""
+        return dict(self._execution.state)
+
+    def set_state(self, values: dict[str, Any] | None = None, **more: Any) -> None:
+        """Merge values (JSON-able) into the workflow's state.
+
+        The change is saved with this step's result: if the step runs again
+        after a crash, so does its change, and later steps see it once.
+        """
+        if not self._execution.log_enabled:
+            raise RunStateError("workflow state is kept in the event log: use Engine(events=True) to use set_state")
+        update = jsonable({**(values or {}), **more})
+        self._execution.state.update(update)
+        self._add("state.set", {"values": update})
+
+    def record_usage(
+        self,
+        *,
+        model: str,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: float | None = None,
+    ) -> None:
+        """Record an LLM call's usage as a ``step.usage`` event (model, tokens, cost) for reports and alerts."""
+        usage = {"model": model, "input_tokens": input_tokens, "output_tokens": output_tokens, "cost": cost}
+        self._add("step.usage", usage)
+
     def mark_cancelled(self) -> None:
         self._cancelled = True
 

@@ -122,8 +122,11 @@ class RunExecution:
         workflow: Workflow[Any, Any],
         steps: list[StepRow],
         waits: list[WaitRow] | None = None,
+        state: dict[str, Any] | None = None,
     ) -> None:
         self.host = host
+        self.state: dict[str, Any] = state or {}
+        self.log_enabled = host.store.record_events
         self.waits = {wait.step_key: wait for wait in waits or []}
         self.run = run
         self.workflow = workflow

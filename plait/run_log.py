@@ -19,7 +19,7 @@ from plait.store.base import Lease, NewEvent, Park, RunRow, Store
 FLUSH_AFTER_SECONDS = 0.2
 
 # Types plait writes itself; ctx.emit may not use them.
-RESERVED_PREFIXES = ("run.", "step.", "timer.", "event.")
+RESERVED_PREFIXES = ("run.", "step.", "timer.", "event.", "state.")
 
 
 def public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -66,7 +66,8 @@ class FakeClock:
             callbacks = list(self._callbacks)
             now = self._now
         for _, loop, future in due:
-            loop.call_soon_threadsafe(_resolve, future)
+            if not loop.is_closed():  # an engine closed since it slept: nothing to wake
+                loop.call_soon_threadsafe(_resolve, future)
         for callback in callbacks:
             callback()
         return now

@@ -237,7 +237,8 @@ class Worker:
                 return
             steps = [] if fresh else await self.store.load_steps(row.id)
             waits = [] if fresh else await self.store.load_waits(row.id)
-            execution = RunExecution(self, row, workflow, steps, waits)
+            state = {} if fresh else await self._load_state(row.id)
+            execution = RunExecution(self, row, workflow, steps, waits, state)
             self._active[row.id] = (self._active[row.id][0], execution)
             if execution.tracer is not None:
                 execution.tracer.begin_run(execution.hook_info(), row.trace_context)
@@ -295,6 +296,20 @@ class Worker:
                 self._resolve_waiters(final)
             if was_full or row.parent_run_id is not None:  # room to claim more, or a parked parent to resume
                 self._wake.set()
+
+    async def _load_state(self, run_id: str) -> dict[str, Any]:
+        """The run's workflow state: its committed ``state.set`` events, folded in order."""
+        state: dict[str, Any] = {}
+        after = 0
+        while self.store.record_events:
+            batch = await self.store.read_run_events(run_id, after, 1000)
+            for event in batch:
+                if event.type == "state.set" and event.payload:
+                    state.update(json.loads(event.payload)["values"])
+            if len(batch) < 1000:
+                break
+            after = batch[-1].seq
+        return state
 
     async def _release_quietly(self, lease: Lease, *, backoff: bool = False) -> None:
         """Hand a run back; after an error, only after a pause, so a persistent fault cannot spin."""

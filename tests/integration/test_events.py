@@ -228,3 +228,40 @@ def test_prune_deletes_old_finished_runs_with_everything_they_wrote(db_url: str)
         assert engine.get_run(recent.id).status == plait.RunStatus.SUCCEEDED
         assert engine.get_run(still_waiting.id).status == plait.RunStatus.WAITING
         assert {e.run_id for e in engine.events(limit=1000).items} == {recent.id, still_waiting.id}
+
+
+def test_workflow_state_is_shared_and_survives_a_restart(db_url: str) -> None:
+    clock = FakeClock()
+
+    @plait.step
+    def remember(ctx: plait.Context, x: int) -> int:
+        ctx.set_state(customer="ada", seen=x)
+        ctx.record_usage(model="small-llm", input_tokens=120, output_tokens=30, cost=0.0004)
+        return x
+
+    @plait.step
+    def recall(ctx: plait.Context, x: int) -> str:
+        return f"{ctx.state['customer']} {ctx.state['seen']} {x}"
+
+    flow = plait.workflow("stateful", input=int).then(remember).sleep(timedelta(hours=1)).then(recall).commit()
+    with plait.Engine(db_url, clock=clock) as engine:
+        run = engine.start(flow, 7)
+        engine.run_until_idle()
+    with plait.Engine(db_url, clock=clock) as engine:  # a new process: state comes back from the log
+        engine.register(flow)
+        clock.advance(hours=1)
+        assert engine.get_run(run.id).result(timeout=10) == "ada 7 7"
+        usage = [e.payload for e in engine.get_run(run.id).events(follow=False) if e.type == "step.usage"]
+    assert usage == [{"model": "small-llm", "input_tokens": 120, "output_tokens": 30, "cost": 0.0004}]
+
+
+def test_set_state_needs_the_event_log(db_url: str) -> None:
+    @plait.step
+    def store_it(ctx: plait.Context, x: int) -> int:
+        ctx.set_state(x=x)
+        return x
+
+    with plait.Engine(db_url, events=False) as engine:
+        run = engine.start(plait.workflow("no_log_state", input=int).then(store_it).commit(), 1)
+        with pytest.raises(plait.RunFailed, match="event log"):
+            run.result(timeout=10)

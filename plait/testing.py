@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -66,7 +67,7 @@ class FakeClock:
             callbacks = list(self._callbacks)
             now = self._now
         for _, loop, future in due:
-            if not loop.is_closed():  # an engine closed since it slept: nothing to wake
+            with contextlib.suppress(RuntimeError):  # an engine closed since it slept: nothing to wake
                 loop.call_soon_threadsafe(_resolve, future)
         for callback in callbacks:
             callback()

@@ -215,6 +215,7 @@ class Worker:
             return
         task = asyncio.create_task(self._execute(row, fresh), name=f"plait-run-{row.id}")
         self._active[row.id] = (task, None)
+        self.store.set_concurrency_hint(len(self._active))
 
     def cancel_local(self, run_ids: list[str]) -> None:
         for run_id in run_ids:
@@ -292,6 +293,7 @@ class Worker:
                 execution.tracer.end_run(row.id, final.status if final is not None else "paused")
             was_full = len(self._active) >= self._concurrency
             self._active.pop(row.id, None)
+            self.store.set_concurrency_hint(len(self._active))
             if final is not None and final.is_terminal:
                 self._resolve_waiters(final)
             if was_full or row.parent_run_id is not None:  # room to claim more, or a parked parent to resume

@@ -190,6 +190,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    def set_concurrency_hint(self, active_runs: int) -> None:
+        """How many runs this process executes now: a backend may batch commits when several do."""
+        ...
+
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the store's loop) when another process makes work ready, if the backend can."""
         ...

@@ -164,6 +164,9 @@ class PostgresStore:
         rows = await self._read("SELECT max(version) FROM plait_schema")
         return int(rows[0][0] or 0)
 
+    def set_concurrency_hint(self, active_runs: int) -> None:
+        """Concurrent runs commit on their own pooled connections here: nothing to adjust."""
+
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         self._wakeup = callback
         if self._listener is None:

@@ -88,6 +88,7 @@ class SQLiteStore:
             raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
+        self._active_runs = 0
         self.record_events = True
         self._retrying: set[asyncio.Future[None]] = set()
 
@@ -105,6 +106,11 @@ class SQLiteStore:
         fsync. Each runs in its own savepoint, so one that raises (a lost
         lease, say) is rolled back alone and raises to its caller.
         """
+        if self._active_runs <= 1 and not self._queue and not self._flush_scheduled:
+            # One run at a time: nobody to share a commit with, so commit now and skip the loop's turn.
+            done = self._write_now(work)
+            if done is not None:
+                return done[0]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((work, future))
@@ -113,6 +119,27 @@ class SQLiteStore:
             loop.call_soon(self._flush)
         result: T = await future
         return result
+
+    def _write_now(self, work: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
+        """Run ``work`` in its own transaction at once; None if the lock is taken (then it queues)."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                return None
+            raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
+        try:
+            result = work(self._conn)
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
+            raise
+        return (result,)
+
+    def set_concurrency_hint(self, active_runs: int) -> None:
+        self._active_runs = active_runs
 
     def _flush(self) -> None:
         self._flush_scheduled = False

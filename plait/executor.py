@@ -683,7 +683,7 @@ class RunExecution:
         type_ = {"succeeded": "step.completed", "skipped": "step.skipped"}.get(status, "step.failed")
         async with self.log.writing():
             events = self.log.step_events(key, step_id, row.attempt, started, type_, outcome)
-            if then is not None:
+            if then is not None and self.log.enabled:
                 events.append(self.log.event(then[0], payload=then[1], step_id=step_id, key=key, attempt=row.attempt))
             if defer:
                 self.deferred_step, self.deferred_events = row, events

@@ -31,6 +31,7 @@ class RunLog:
     """Buffers and writes the events of one run while this worker executes it."""
 
     def __init__(self, run: RunRow, store: Store, clock: Clock, lease: Lease) -> None:
+        self.enabled = store.record_events
         self._run = run
         self._store = store
         self._clock = clock
@@ -119,12 +120,16 @@ class RunLog:
         self, key: str, step_id: str, attempt: int, started: float, type_: str, payload: dict[str, Any] | None
     ) -> list[NewEvent]:
         """What a step's commit writes: started (unless flushed already), its pending events, the outcome."""
+        if not self.enabled:
+            return []
         self._started.setdefault((key, attempt), (step_id, started))
         events = self._start_of(key, attempt) + self._take(key)
         events.append(self.event(type_, payload=payload, step_id=step_id, key=key, attempt=attempt))
         return events
 
     def park_events(self, park: Park) -> list[NewEvent]:
+        if not self.enabled:
+            return []
         wait = json.loads(park.wait_info)
         events = self._take(None)
         if wait.get("kind") in ("sleep", "retry"):
@@ -134,6 +139,8 @@ class RunLog:
         return events
 
     def finish_events(self, status: str, output_json: str | None, error: dict[str, Any] | None) -> list[NewEvent]:
+        if not self.enabled:
+            return []
         events = self._take(None)
         if status == "succeeded":
             event = self.event("run.completed")

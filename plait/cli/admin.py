@@ -100,15 +100,29 @@ def db_upgrade(db: DbOption = None) -> None:
 
 @db_app.command("prune")
 def db_prune(
-    older_than: Annotated[float, typer.Option("--older-than-days", min=0, help="delete runs finished before")] = 30,
+    older_than: Annotated[
+        str, typer.Option("--older-than", envvar="PLAIT_PRUNE_OLDER_THAN", help="age like 30d, 12h or 90m")
+    ] = "30d",
+    older_than_days: Annotated[float | None, typer.Option("--older-than-days", min=0, hidden=True)] = None,
     db: DbOption = None,
 ) -> None:
-    """Delete finished runs (with their steps and events) older than the given number of days."""
+    """Delete finished runs (with their steps and events) that ended longer ago than --older-than."""
+    age = timedelta(days=older_than_days) if older_than_days is not None else parse_age(older_than)
     engine = Engine(db, worker=False)
     try:
-        typer.echo(f"deleted {engine.prune(timedelta(days=older_than))} runs")
+        typer.echo(f"deleted {engine.prune(age)} runs")
     finally:
         engine.close()
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s`` or a plain number of days."""
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "d")
+    try:
+        return timedelta(**{units[unit]: float(number)})
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not an age like 30d, 12h or 90m", param_hint="--older-than") from None
 
 
 webhooks_app = typer.Typer(help="Signed webhooks of the event feed.", no_args_is_help=True)

@@ -95,6 +95,10 @@ def test_runs_events_workflows_and_db_commands(project: Path) -> None:
     assert rerun.returncode == 0 and rerun.stdout.strip() != run_id
     assert plait_cli(project, "db", "upgrade", "--db", "sqlite:///cli.db").returncode == 0
     assert "deleted 0 runs" in plait_cli(project, "db", "prune", "--db", "sqlite:///cli.db").stdout
+    assert (
+        "deleted 0 runs" in plait_cli(project, "db", "prune", "--older-than", "12h", "--db", "sqlite:///cli.db").stdout
+    )
+    assert plait_cli(project, "db", "prune", "--older-than", "soon", "--db", "sqlite:///cli.db").returncode == 2
 
 
 def test_schedules_commands(project: Path) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from plait.errors import LeaseLost, RunCancelledSignal
+
 if TYPE_CHECKING:
     from plait.queues import Queue
 
@@ -363,3 +365,14 @@ def event_values(event: NewEvent) -> tuple[object, ...]:
         event.namespace, event.run_id, event.workflow_id, event.run_id, event.type, event.step_id,
         event.step_key, event.attempt, event.payload, event.created_at,
     )  # fmt: skip
+
+
+def stale_lease(lease: Lease, row: tuple[Any, ...] | None) -> BaseException:
+    """Why a fenced write was refused, from the run's (status, lease_token): cancelled, or taken over."""
+    if row is not None and row[0] == "cancelled":
+        return RunCancelledSignal(lease.run_id)
+    now_held = "" if row is None else f" (token now {row[1]}, status {row[0]})"
+    return LeaseLost(
+        f"run {lease.run_id}: this worker's lease (token {lease.token}) was taken over{now_held}; "
+        "its result was discarded"
+    )

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from plait.errors import LeaseLost, RunCancelledSignal, StoreUnavailable
+from plait.errors import StoreUnavailable
 from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_row, queue_row
 from plait.store.base import (
     CLAIMABLE_STATUSES,
@@ -35,6 +35,7 @@ from plait.store.base import (
     WaitRow,
     claim_events,
     lifecycle,
+    stale_lease,
 )
 from plait.store.postgres_schema import MIGRATIONS
 
@@ -454,12 +455,7 @@ class PostgresStore:
         row = await cursor.fetchone()
         if row is not None and row[0] == "running" and row[1] == lease.token:
             return str(row[2])
-        if row is not None and row[0] == "cancelled":
-            raise RunCancelledSignal(lease.run_id)
-        raise LeaseLost(
-            f"run {lease.run_id}: this worker's lease (token {lease.token}) was taken over"
-            f"{'' if row is None else f' (token now {row[1]}, status {row[0]})'}; its result was discarded"
-        )
+        raise stale_lease(lease, row)
 
     @staticmethod
     async def _insert_step(cursor: Cursor, step: StepRow) -> None:
@@ -537,12 +533,7 @@ class PostgresStore:
     async def _explain_fence(self, lease: Lease) -> None:
         """Raise why a fenced write found the lease stale (the write itself changed nothing)."""
         rows = await self._read("SELECT status, lease_token FROM plait_runs WHERE id = %s", (lease.run_id,))
-        if rows and rows[0][0] == "cancelled":
-            raise RunCancelledSignal(lease.run_id)
-        raise LeaseLost(
-            f"run {lease.run_id}: this worker's lease (token {lease.token}) was taken over"
-            f"{'' if not rows else f' (token now {rows[0][1]}, status {rows[0][0]})'}; its result was discarded"
-        )
+        raise stale_lease(lease, rows[0] if rows else None)
 
     async def finish_run(
         self,

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from plait.errors import LeaseLost, RunCancelledSignal, StoreUnavailable
+from plait.errors import StoreUnavailable
 from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_row, queue_row
 from plait.store.base import (
     CLAIMABLE_STATUSES,
@@ -33,6 +33,7 @@ from plait.store.base import (
     claim_events,
     event_values,
     lifecycle,
+    stale_lease,
 )
 from plait.store.sqlite_schema import MIGRATIONS
 
@@ -508,12 +509,7 @@ class SQLiteStore:
         row = conn.execute("SELECT status, lease_token FROM plait_runs WHERE id = ?", (lease.run_id,)).fetchone()
         if row is not None and row[0] == "running" and row[1] == lease.token:
             return
-        if row is not None and row[0] == "cancelled":
-            raise RunCancelledSignal(lease.run_id)
-        raise LeaseLost(
-            f"run {lease.run_id}: this worker's lease (token {lease.token}) was taken over"
-            f"{'' if row is None else f' (token now {row[1]}, status {row[0]})'}; its result was discarded"
-        )
+        raise stale_lease(lease, row)
 
     @staticmethod
     def _insert_step(conn: sqlite3.Connection, step: StepRow) -> None:

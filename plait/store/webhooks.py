@@ -75,6 +75,9 @@ async def claim_webhooks(
     store: Store, namespace: str, owner: str, wall_now: float, lease_until: float
 ) -> list[WebhookRow]:
     """Lease the namespace's webhooks nobody else delivers for, so each event goes out from one process."""
+    # A read first: with no webhooks (the usual case) the dispatcher's poll must not cost a write.
+    if not await store.sql("SELECT 1 FROM plait_webhooks WHERE namespace = ? LIMIT 1", (namespace,)):
+        return []
     rows = await store.sql(
         "UPDATE plait_webhooks SET owner = ?, lease_expires_at = ? WHERE namespace = ? "
         "AND (owner IS NULL OR owner = ? OR lease_expires_at < ?) "

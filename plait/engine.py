@@ -30,10 +30,10 @@ from plait.errors import (
     WorkflowNotFound,
 )
 from plait.hooks import Hook, HookRunner, Hooks
-from plait.ids import new_run_id
 from plait.loop_thread import LoopThread
+from plait.new_runs import new_run_row
 from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
-from plait.queues import Queue, concurrency_key_of
+from plait.queues import Queue
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.store import open_store
 from plait.store import schedules as schedule_table
@@ -412,19 +412,17 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         delay_seconds = 0.0 if delay is None else to_seconds(delay)
         if delay_seconds < 0:
             raise InputValidationError("delay must not be negative")
-        return NewRun(
-            id=run_id or new_run_id(),
+        return new_run_row(
+            workflow,
+            input_json,
             namespace=self.namespace,
-            workflow_id=workflow.id,
-            workflow_version=workflow.version,
-            input=input_json,
-            created_at=now,
+            now=now,
+            value=value,
+            run_id=run_id,
             ready_at=now + delay_seconds,
             idempotency_key=idempotency_key,
             priority=priority,
             metadata=dump_any(dict(metadata)) if metadata else None,
-            queue=workflow.placement.queue,
-            concurrency_key=concurrency_key_of(workflow, value),
             trace_context=current_trace_context(),
         )
 
@@ -438,7 +436,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             new = replace(new, owner=self._worker.owner, lease_expires_at=self._worker.lease_until())
         async with self._worker.claiming():
             row, created = await self._store.create_run(new)
-            if created and claim_now:
+            # The store creates it pending instead when its queue has limits: the claim loop applies them.
+            if created and claim_now and row.owner == self._worker.owner:
                 self._worker.adopt(row, fresh=True)
             elif created:
                 self._worker.wake()
@@ -579,14 +578,11 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         keys = [row.step_key for row in steps if _step_id_of(row.step_key) in keep and row.output is not None]
         now = self.clock.now().timestamp()
         metadata = {**json.loads(source.metadata or "{}"), "rerun_of": run_id, "rerun_from": step_id}
-        new = NewRun(
-            id=new_run_id(),
+        new = new_run_row(
+            workflow,
+            source.input,
             namespace=self.namespace,
-            workflow_id=source.workflow_id,
-            workflow_version=source.workflow_version,
-            input=source.input,
-            created_at=now,
-            ready_at=now,
+            now=now,
             priority=source.priority,
             metadata=json.dumps(metadata),
         )

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from plait.clock import to_seconds
-from plait.errors import InputValidationError, RunNotFound
-from plait.ids import new_run_id
+from plait.errors import InputValidationError, RunNotFound, WorkflowDefinitionError
+from plait.new_runs import new_run_row
 from plait.payloads import validate_input
 from plait.schedules import CatchUp, Schedule, check_cron, due_times, next_fire, zone
 from plait.store import schedules as table
-from plait.store.base import NewRun
 from plait.workflow.graph import Workflow
 
 if TYPE_CHECKING:
@@ -144,20 +143,15 @@ class SchedulesMixin:
 
     async def _fire(self, row: table.ScheduleRow, now: float, key: str) -> str:
         workflow = self.get_workflow(row.workflow_id)
-        created, _ = await self._store.create_run(
-            NewRun(
-                id=new_run_id(),
-                namespace=self.namespace,
-                workflow_id=workflow.id,
-                workflow_version=workflow.version,
-                input=row.input,
-                created_at=now,
-                ready_at=now,
-                idempotency_key=key,
-                metadata=json.dumps({"schedule_id": row.id}),
-                queue=workflow.placement.queue,
-            )
+        new = new_run_row(
+            workflow,
+            row.input,
+            namespace=self.namespace,
+            now=now,
+            idempotency_key=key,
+            metadata=json.dumps({"schedule_id": row.id}),
         )
+        created, _ = await self._store.create_run(new)
         return created.id
 
     async def _fire_due_schedules(self) -> int:
@@ -173,7 +167,11 @@ class SchedulesMixin:
             times = due_times(row.cron, row.timezone, seen, now, row.catch_up)  # type: ignore[arg-type]
             for due in times:
                 # The idempotency key is the fire record: a second scheduler finds this run already there.
-                await self._fire(row, now.timestamp(), f"schedule:{row.id}:{int(due.timestamp())}")
+                try:
+                    await self._fire(row, now.timestamp(), f"schedule:{row.id}:{int(due.timestamp())}")
+                except WorkflowDefinitionError:  # its concurrency_key fails on the input: no run, the clock moves on
+                    log.exception("plait schedule %s could not start a run", row.id)
+                    continue
                 fired += 1
             following = next_fire(row.cron, row.timezone, max(now, times[-1] if times else now))
             await table.advance(self._store, self.namespace, row.id, row.next_fire_at, following.timestamp())

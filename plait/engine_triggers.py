@@ -7,10 +7,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from plait.errors import InputValidationError, PlaitError
-from plait.ids import new_run_id
+from plait.errors import InputValidationError
+from plait.new_runs import new_run_row
 from plait.runs import Run
-from plait.store.base import NewRun, RunRow
+from plait.store.base import RunRow
 from plait.workflow.graph import Workflow
 
 if TYPE_CHECKING:
@@ -123,25 +123,20 @@ class TriggersMixin:
                 value = trigger.input_from(snapshot) if trigger.input_from else snapshot.output
                 target = trigger.target
                 validated = target.input_codec.validate(value)
-                now = self.clock.now().timestamp()
-                await self._store.create_run(
-                    NewRun(
-                        id=new_run_id(),
-                        namespace=self.namespace,
-                        workflow_id=target.id,
-                        workflow_version=target.version,
-                        input=target.input_codec.dump(validated),
-                        created_at=now,
-                        ready_at=now,
-                        idempotency_key=f"on_complete:{trigger.id}:{row.id}",
-                        metadata=f'{{"triggered_by": "{row.id}", "trigger": "{trigger.id}"}}',
-                        queue=target.placement.queue,
-                    )
+                new = new_run_row(
+                    target,
+                    target.input_codec.dump(validated),
+                    namespace=self.namespace,
+                    now=self.clock.now().timestamp(),
+                    value=validated,
+                    idempotency_key=f"on_complete:{trigger.id}:{row.id}",
+                    metadata=f'{{"triggered_by": "{row.id}", "trigger": "{trigger.id}"}}',
                 )
-            except PlaitError:
-                raise  # the store failed: the run does not end now, it is retried with its follow-ups
-            except Exception:  # a bad input_from is the trigger's bug: log it, never break the source run
+            except Exception:  # a bad input_from or concurrency_key is the trigger's bug: never break the source run
                 log.exception("plait trigger %s could not start a run after %s", trigger.id, row.id)
+                continue
+            # A store failure raises: the run does not end now, it is retried with its follow-ups.
+            await self._store.create_run(new)
 
 
 __all__ = ["CompletionTrigger", "TriggersMixin"]

@@ -16,9 +16,9 @@ from plait.errors import LeaseLost, RunCancelledSignal, RunNotFound, StoreUnavai
 from plait.executor import ParkSignal, RunExecution, describe_error
 from plait.hooks import Observer
 from plait.ids import is_owner_alive, process_owner
-from plait.queues import concurrency_key_of
+from plait.new_runs import new_run_row
 from plait.run_log import public_error
-from plait.store.base import Lease, NewRun, RunRow, Store
+from plait.store.base import Lease, RunRow, Store
 from plait.tracing import Tracer
 from plait.workflow.graph import Workflow
 
@@ -324,30 +324,26 @@ class Worker:
     async def run_child(
         self, parent: RunRow, step_key: str, child_run_id: str, workflow: Workflow[Any, Any], input_json: str
     ) -> RunRow:
-        now = self.clock.now().timestamp()
-        row, created = await self.store.create_run(
-            NewRun(
-                id=child_run_id,
-                namespace=parent.namespace,
-                workflow_id=workflow.id,
-                workflow_version=workflow.version,
-                input=input_json,
-                created_at=now,
-                ready_at=now,
-                priority=parent.priority,
-                parent_run_id=parent.id,
-                parent_step_key=step_key,
-                owner=self.owner,
-                lease_expires_at=self.lease_until(),
-                queue=workflow.placement.queue,
-                concurrency_key=concurrency_key_of(workflow, workflow.input_codec.load(input_json)),
-                trace_context=self.tracer.context_of(parent.id) if self.tracer is not None else None,
-            )
+        new = new_run_row(
+            workflow,
+            input_json,
+            namespace=parent.namespace,
+            now=self.clock.now().timestamp(),
+            run_id=child_run_id,
+            priority=parent.priority,
+            parent_run_id=parent.id,
+            parent_step_key=step_key,
+            owner=None if self._stopping else self.owner,
+            lease_expires_at=None if self._stopping else self.lease_until(),
+            trace_context=self.tracer.context_of(parent.id) if self.tracer is not None else None,
         )
+        row, created = await self.store.create_run(new)
         if row.is_terminal:
             return row
-        if created:
+        if created and row.owner == self.owner:  # in a limited queue it is created pending, for a claim to take
             self.adopt(row, fresh=True)
+        elif created:
+            self.wake()
         local = self._active.get(row.id)
         if local is None:
             return row

@@ -15,6 +15,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -198,6 +199,7 @@ class PostgresStore:
     # -- runs ----------------------------------------------------------------
 
     async def create_run(self, run: NewRun) -> tuple[RunRow, bool]:
+        run = await self._claimable_at_create(run)
         status = "running" if run.owner else "pending"
         created = [lifecycle(run, "run.created", {"workflow_version": run.workflow_version}, run.created_at)]
         if run.owner:
@@ -259,6 +261,23 @@ class PostgresStore:
             "ORDER BY created_at DESC, id DESC LIMIT %s"
         )
         return [RunRow(*row) for row in await self._read(query, [*params, limit])]
+
+    async def _claimable_at_create(self, run: NewRun) -> NewRun:
+        """``run`` created pending instead of claimed when its queue has limits: only ``claim_runs`` applies them.
+
+        Read before the write: limits change only when a queue is registered, not per run.
+        """
+        if run.owner is None or run.queue is None:
+            return run
+        rows = await self._read(
+            "SELECT name, concurrency, rate_count, rate_period, key_concurrency, priority FROM plait_queues "
+            "WHERE name = %s",
+            (run.queue,),
+        )
+        queue = queue_from_row(rows[0]) if rows else None
+        if queue is None or (not queue.is_limited and queue.priority):
+            return run
+        return replace(run, owner=None, lease_expires_at=None)
 
     async def has_ready_runs(self, namespace: str, refs: list[str], now: float, wall_now: float) -> bool:
         rows = await self._read(
@@ -619,11 +638,11 @@ class PostgresStore:
         async def fork(cursor: Cursor) -> RunRow:
             await cursor.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
-                "metadata, created_at, updated_at, ready_at) "
-                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
+                "metadata, created_at, updated_at, ready_at, queue, concurrency_key) "
+                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
-                    run.metadata, run.created_at, run.created_at, run.ready_at,
+                    run.metadata, run.created_at, run.created_at, run.ready_at, run.queue, run.concurrency_key,
                 ),
             )  # fmt: skip
             row = await cursor.fetchone()

@@ -249,6 +249,8 @@ class SQLiteStore:
         return int(self._read("SELECT max(version) FROM plait_schema")[0][0] or 0)
 
     async def create_run(self, run: NewRun) -> tuple[RunRow, bool]:
+        run = self._claimable_at_create(run)
+
         def insert(conn: sqlite3.Connection) -> tuple[RunRow, bool]:
             existing = self._find_existing(conn, run)
             if existing is not None:
@@ -365,6 +367,23 @@ class SQLiteStore:
         # other processes need for their commits.
         ready = await self.has_ready_runs(namespace, refs, now, wall_now)
         return await self._write(claim) if ready else []
+
+    def _claimable_at_create(self, run: NewRun) -> NewRun:
+        """``run`` created pending instead of claimed when its queue has limits: only ``claim_runs`` applies them.
+
+        Read before the write: limits change only when a queue is registered, not per run.
+        """
+        if run.owner is None or run.queue is None:
+            return run
+        rows = self._read(
+            "SELECT name, concurrency, rate_count, rate_period, key_concurrency, priority FROM plait_queues "
+            "WHERE name = ?",
+            (run.queue,),
+        )
+        queue = queue_from_row(rows[0]) if rows else None
+        if queue is None or (not queue.is_limited and queue.priority):
+            return run
+        return replace(run, owner=None, lease_expires_at=None)
 
     async def has_ready_runs(self, namespace: str, refs: list[str], now: float, wall_now: float) -> bool:
         rows = self._read(
@@ -635,10 +654,11 @@ class SQLiteStore:
         def fork(conn: sqlite3.Connection) -> RunRow:
             conn.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
-                "metadata, created_at, updated_at, ready_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                "metadata, created_at, updated_at, ready_at, queue, concurrency_key) "
+                "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
-                    run.metadata, run.created_at, run.created_at, run.ready_at,
+                    run.metadata, run.created_at, run.created_at, run.ready_at, run.queue, run.concurrency_key,
                 ),
             )  # fmt: skip
             conn.execute(

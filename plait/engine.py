@@ -63,6 +63,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
     URL) puts plait's tables in their own schema. ``events=False`` turns the
     event log off (no run.events(), feed, subscriptions or webhooks). With the
     ``otel`` extra installed, ``tracing`` emits OpenTelemetry spans.
+    ``close()`` lets each step in flight finish and commit for up to
+    ``shutdown_grace`` seconds, then hands its run back to the queue.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         tracing: bool = True,
         webhook_max_attempts: int = 5,
         webhook_backoff: float = 1.0,
+        shutdown_grace: float = 30.0,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -125,8 +128,10 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         )
         self._worker.before_finish = self._start_follow_ups
         self._started = False
-        self._grace = 0.0
-        self._closed = threading.Event()
+        self._grace = shutdown_grace
+        self._stop_requested = threading.Event()  # SIGTERM, Ctrl-C or close(): work() returns
+        self._closed = False
+        self._close_lock = threading.Lock()  # one shutdown, however many threads call close()
         self._start_lock = threading.Lock()
         self._loop.run(self._store.migrate())
         self.clock.on_advance(lambda: self._loop.call_soon(self._worker.wake))
@@ -142,20 +147,40 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
                 self._loop.call_soon(self._dispatcher.start)
                 self._started = True
 
+    def client_only(self) -> None:
+        """Make this engine a client before first use, as if made with ``worker=False``: it runs nothing.
+
+        For a process that starts runs and exits (``plait run`` without ``--wait``).
+        Raises RuntimeError once its worker has started.
+        """
+        with self._start_lock:
+            if self._started:
+                raise RuntimeError("this engine's worker already started; make it with Engine(worker=False) instead")
+            self._run_worker = False
+
     def close(self) -> None:
-        """Stop the worker (handing back runs it holds) and close the database."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        self._loop.run(self._shutdown())
-        self._loop.stop()
+        """Stop the worker and close the database; safe to call from any thread, any number of times.
+
+        The worker claims nothing more. Each step already running finishes and
+        is committed (for up to ``shutdown_grace`` seconds), then its run is
+        handed back at that step boundary, so another worker continues it and
+        no committed step runs twice. Runs are only cancelled if the grace ends first.
+        """
+        if self._loop.is_current():
+            raise RuntimeError("engine.close() cannot be called from inside a step; close it from outside")
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop_requested.set()
+            try:
+                self._loop.run(self._shutdown())
+            finally:
+                self._loop.stop()
 
     async def aclose(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        await self._loop.run_async(self._shutdown())
-        await asyncio.to_thread(self._loop.stop)
+        """Async twin of ``close``."""
+        await asyncio.to_thread(self.close)
 
     async def _shutdown(self) -> None:
         for subscription in self._subscriptions:
@@ -179,30 +204,31 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
     ) -> None:
         await self.aclose()
 
-    def work(self, *, concurrency: int | None = None, grace: float = 30.0) -> None:
+    def work(self, *, concurrency: int | None = None, grace: float | None = None) -> None:
         """Run this process's worker in the foreground until SIGINT/SIGTERM or ``close()``.
 
         On SIGTERM it stops claiming, lets running runs reach a step boundary
-        for up to ``grace`` seconds, hands back what is left, and returns.
+        for up to ``grace`` seconds (default: the engine's ``shutdown_grace``),
+        hands back what is left, and returns.
         """
         if concurrency is not None:
             self._worker.set_concurrency(concurrency)
         self._run_worker = True
-        self._grace = grace
+        if grace is not None:
+            self._grace = grace
         self._ensure_started()
         on_main_thread = threading.current_thread() is threading.main_thread()
         if on_main_thread:
-            previous = signal.signal(signal.SIGTERM, lambda *_: self._closed.set())
+            previous = signal.signal(signal.SIGTERM, lambda *_: self._stop_requested.set())
         try:
-            while not self._closed.wait(0.5):
+            while not self._stop_requested.wait(0.5):
                 pass
         except KeyboardInterrupt:
             pass
         finally:
             if on_main_thread:
                 signal.signal(signal.SIGTERM, previous)
-            self._closed.clear()
-            self.close()
+            self.close()  # returns at once, or after the close() another thread began
 
     async def awork(self) -> None:
         await asyncio.to_thread(self.work)

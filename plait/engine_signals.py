@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from plait.errors import InputValidationError, RunNotFound, RunStateError, WorkflowNotFound
 from plait.payloads import ANY, Codec, validate_input
 from plait.steps import Step
-from plait.store.base import RunRow
+from plait.store.base import Decision, RunRow
 from plait.waiting import Approval, approval_event, resume_event
 from plait.workflow.graph import WaitNode, Workflow
 
@@ -56,7 +56,7 @@ class SignalsMixin:
                 f"workflow '{workflow.id}' never waits for event '{name}'; it waits for: {', '.join(known) or 'none'}"
             )
         payload_json = _validated_json(waits[0].codec, payload, f"event '{name}' for run {run_id}")
-        return await self._deliver(row, name, payload_json, event_id, wakes="waiting")
+        return await self._deliver(row, name, payload_json, event_id, "waiting")
 
     def approve(self, run_id: str, step_id: str, data: Any = None) -> bool:
         """Approve the approval step ``step_id`` of a run with ``data`` (validated by its schema)."""
@@ -86,7 +86,11 @@ class SignalsMixin:
             value = validate_input(step.approval_codec, data, f"approval data for '{step_id}' of run {run_id}")
         decision = Approval[Any](approved=approved, data=value, reason=reason)
         payload_json = _validated_json(step.output_codec, decision, f"approval '{step_id}' for run {run_id}")
-        return await self._deliver(row, approval_event(step_id), payload_json, None, wakes="waiting")
+        wait = json.loads(row.wait_info or "{}")
+        parked_here = row.status == "waiting" and wait.get("kind") == "approval" and wait.get("step_id") == step_id
+        once = Decision(row.wait_info if parked_here else None, parked=False)
+        what = f"approval '{step_id}' of run {run_id} was already decided; the first decision stands"
+        return await self._deliver(row, approval_event(step_id), payload_json, None, "waiting", once, what)
 
     def resume(self, run_id: str, step_id: str, data: Any = None) -> None:
         """Continue a run suspended by ``ctx.suspend`` in ``step_id``; the step sees ``ctx.resume_data``."""
@@ -104,7 +108,9 @@ class SignalsMixin:
         step = workflow.find_step(step_id)
         codec = step.resume_codec if isinstance(step, Step) and step.resume_codec else ANY
         payload_json = _validated_json(codec, data, f"resume data for step '{step_id}' of run {run_id}")
-        await self._deliver(row, resume_event(wait["key"]), payload_json, None, wakes="suspended")
+        once = Decision(row.wait_info, parked=True)
+        what = f"run {run_id} was already resumed in step '{step_id}'; the first resume stands"
+        await self._deliver(row, resume_event(wait["key"]), payload_json, None, "suspended", once, what)
 
     async def _run_and_workflow(self, run_id: str) -> tuple[RunRow, Workflow[Any, Any]]:
         row = await self._get_row(run_id)
@@ -116,15 +122,27 @@ class SignalsMixin:
             )
         return row, workflow
 
-    async def _deliver(self, row: RunRow, name: str, payload_json: str, event_id: str | None, wakes: str) -> bool:
+    async def _deliver(
+        self,
+        row: RunRow,
+        name: str,
+        payload_json: str,
+        event_id: str | None,
+        wakes: str,
+        decision: Decision | None = None,
+        decided: str = "",
+    ) -> bool:
+        """Store the event; with ``decision``, only while it is open, else RunStateError(``decided``)."""
         now = self.clock.now().timestamp()
         status, delivered = await self._store.send_event(
-            self.namespace, row.id, name, payload_json, event_id, now, wakes
+            self.namespace, row.id, name, payload_json, event_id, now, wakes, decision
         )
         if status is None:
             raise RunNotFound(f"no run {row.id!r} in namespace '{self.namespace}'")
         if status == "duplicate":
             return False
+        if status == "decided":
+            raise RunStateError(decided)
         if status in ("succeeded", "failed", "cancelled"):
             raise RunStateError(f"run {row.id} already {status}; events can only reach unfinished runs")
         self._worker.wake()

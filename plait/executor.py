@@ -483,7 +483,7 @@ class RunExecution:
                 await self._record(
                     key, step.id, attempt, "failed", input_json, None, json.dumps(error), started, then=retrying
                 )
-                if delay >= PARK_RETRIES_LONGER_THAN:
+                if delay >= PARK_RETRIES_LONGER_THAN or self.host.draining:  # shutting down: no new attempt here
                     retry_at = self._now() + delay
                     wait = WaitRow(self.run_id, key, "retry", retry_at, None, None, None, self._now())
                     info = {"kind": "retry", "step_id": step.id, "attempt": attempt + 1, "wake_at": retry_at}

@@ -28,11 +28,13 @@ def new_run_id() -> RunId:
 
 
 def process_owner(host: str) -> str:
-    """This process's lease owner name: host, pid and the pid's start time.
+    """A lease owner name for one worker of this process: host, pid, the pid's start time, and a random tag.
 
-    The start time tells a dead process from a new one that reused its pid.
+    The start time tells a dead process from a new one that reused its pid;
+    the tag keeps two engines of one process from sharing (and releasing)
+    each other's leases.
     """
-    return f"{host}:{os.getpid()}:{process_start_time(os.getpid())}"
+    return f"{host}:{os.getpid()}:{process_start_time(os.getpid())}:{secrets.token_hex(4)}"
 
 
 def process_start_time(pid: int) -> str:
@@ -48,10 +50,10 @@ def process_start_time(pid: int) -> str:
 
 def is_owner_alive(owner: str, host: str) -> bool | None:
     """Whether the lease owner ``owner`` still runs; None when it is on another host."""
-    parts = owner.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != host:
+    parts = owner.split(":")
+    if len(parts) not in (3, 4) or parts[0] != host:  # 3: owners written before the per-engine tag
         return None
-    _, pid_text, started = parts
+    pid_text, started = parts[1], parts[2]
     try:
         pid = int(pid_text)
         os.kill(pid, 0)

@@ -101,14 +101,21 @@ class Worker:
         return wall_seconds() + self._lease_seconds
 
     async def stop(self, grace: float = 0.0) -> None:
-        """Stop claiming; give running runs ``grace`` seconds to reach a step boundary, then hand back the rest.
+        """Stop claiming; let each running run finish its in-flight step, then hand it back.
 
-        A run that reaches a step boundary while draining is handed back there
-        (its finished steps are committed), so another worker continues it at once.
+        A step already running is finished and committed (for up to ``grace``
+        seconds) and its run is handed back at that step boundary, so another
+        worker continues it and no step that committed runs again. What still
+        runs when ``grace`` ends is cancelled and handed back (it runs again
+        elsewhere, as after a crash).
         """
         self._stopping = True
         self.draining = True
+        self._wake.set()
         claim_loop, *others = self._loops
+        # The claim loop ends by itself at its next turn: a claim in flight adopts
+        # what it took, and those runs are handed back before their first step.
+        await asyncio.wait([claim_loop], timeout=max(grace, self._poll_interval))
         claim_loop.cancel()
         await asyncio.gather(claim_loop, return_exceptions=True)
         tasks = [task for task, _ in self._active.values()]
@@ -163,6 +170,8 @@ class Worker:
                 waiter.cancel()
 
     async def _claim_batch(self, limit: int | None = None) -> int:
+        if self._stopping:  # claim nothing this process will not finish
+            return 0
         capacity = self._concurrency - len(self._active)
         if limit is not None:
             capacity = min(capacity, limit)

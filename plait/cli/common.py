@@ -69,9 +69,11 @@ def open_engine(app_spec: str | None, db: str | None) -> Engine:
 
 
 @contextmanager
-def opened(spec: str) -> Iterator[Engine]:
-    """The app's engine for the length of one command."""
+def opened(spec: str, *, worker: bool = True) -> Iterator[Engine]:
+    """The app's engine for the length of one command; ``worker=False`` only enqueues and reads."""
     engine = load_engine(spec)
+    if not worker:
+        engine.client_only()
     try:
         yield engine
     finally:

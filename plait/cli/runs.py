@@ -50,9 +50,13 @@ def run_workflow(
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="start at most once")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Start a run of WORKFLOW; with --wait, show live progress and print its result."""
+    """Start a run of WORKFLOW; with --wait, show live progress and print its result.
+
+    Without --wait the run is only enqueued: a worker (``plait worker``) runs it.
+    """
     value = parse_input(input_text)
-    with opened(app_spec) as engine:
+    # Without --wait this process exits at once: it must not start steps it will not finish.
+    with opened(app_spec, worker=wait) as engine:
         run = engine.start(workflow_id, value, idempotency_key=idempotency_key)
         if not wait:
             print_json({"run_id": run.id}) if as_json else typer.echo(run.id)

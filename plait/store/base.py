@@ -162,6 +162,31 @@ class NewRun:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """Store an event only while the decision it carries (an approval, a resume) is open: the first caller wins.
+
+    Open means no event of that name waits untaken in the run's inbox, and
+    either the run still parks at ``wait_info`` (the wait the caller saw, in
+    the status the event wakes) or, unless ``parked`` is required, no event
+    of that name was ever taken (a decision sent before the run reaches it).
+    """
+
+    wait_info: str | None
+    parked: bool
+
+
+def is_decision_open(
+    decision: Decision, status: str, wait_info: str | None, wakes: str, pending: bool, ever: bool
+) -> bool:
+    """Whether ``decision`` is still open, from the run's locked row and its inbox (see ``Decision``)."""
+    if pending:
+        return False
+    if decision.wait_info is not None and status == wakes and wait_info == decision.wait_info:
+        return True
+    return not decision.parked and not ever
+
+
+@dataclass(frozen=True)
 class Lease:
     """Proof of holding a run: the fencing token must still match at commit."""
 
@@ -318,13 +343,23 @@ class Store(Protocol):
         ...
 
     async def send_event(
-        self, namespace: str, run_id: str, name: str, payload: str, event_id: str | None, now: float, wakes: str
+        self,
+        namespace: str,
+        run_id: str,
+        name: str,
+        payload: str,
+        event_id: str | None,
+        now: float,
+        wakes: str,
+        decision: Decision | None = None,
     ) -> tuple[str | None, bool]:
         """Put an event in the run's inbox and wake the run if its status is ``wakes``.
 
         Returns (the run's status, or "duplicate" for a repeated ``event_id``,
-        or None if the run is missing; whether the event was stored). Nothing
-        is stored for a finished run or a repeated ``event_id``.
+        or "decided" when ``decision`` is no longer open, or None if the run is
+        missing; whether the event was stored). Nothing is stored for a
+        finished run, a repeated ``event_id`` or a closed decision; the check
+        and the insert are one transaction under the run's lock.
         """
         ...
 

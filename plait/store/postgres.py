@@ -25,6 +25,7 @@ from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
+    Decision,
     EventRow,
     Lease,
     NewEvent,
@@ -35,6 +36,7 @@ from plait.store.base import (
     StepRow,
     WaitRow,
     claim_events,
+    is_decision_open,
     lifecycle,
     stale_lease,
 )
@@ -773,12 +775,21 @@ class PostgresStore:
         return str(rows[0][0]) if rows else None
 
     async def send_event(
-        self, namespace: str, run_id: str, name: str, payload: str, event_id: str | None, now: float, wakes: str
+        self,
+        namespace: str,
+        run_id: str,
+        name: str,
+        payload: str,
+        event_id: str | None,
+        now: float,
+        wakes: str,
+        decision: Decision | None = None,
     ) -> tuple[str | None, bool]:
         async def send(cursor: Cursor) -> tuple[str | None, bool]:
-            # Locking the run serializes this with a park of the same run: one of them sees the other.
+            # Locking the run serializes this with a park of the same run, and with another
+            # decision on it: one of them sees the other.
             await cursor.execute(
-                "SELECT status, workflow_id FROM plait_runs WHERE id = %s AND namespace = %s FOR UPDATE",
+                "SELECT status, workflow_id, wait_info FROM plait_runs WHERE id = %s AND namespace = %s FOR UPDATE",
                 (run_id, namespace),
             )
             found = await cursor.fetchone()
@@ -792,6 +803,15 @@ class PostgresStore:
                 repeated = await cursor.fetchone() is not None
             if repeated or found[0] in TERMINAL_STATUSES:
                 return ("duplicate" if repeated else str(found[0])), False
+            if decision is not None:
+                await cursor.execute(
+                    "SELECT count(*), count(*) - count(consumed_by) FROM plait_inbox WHERE run_id = %s AND name = %s",
+                    (run_id, name),
+                )
+                taken = await cursor.fetchone()
+                assert taken is not None
+                if not is_decision_open(decision, found[0], found[2], wakes, taken[1] > 0, taken[0] > 0):
+                    return "decided", False
             await cursor.execute(
                 "INSERT INTO plait_inbox (run_id, name, event_id, payload, created_at) VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT DO NOTHING",

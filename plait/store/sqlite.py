@@ -21,6 +21,7 @@ from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
+    Decision,
     EventRow,
     Lease,
     NewEvent,
@@ -32,6 +33,7 @@ from plait.store.base import (
     WaitRow,
     claim_events,
     event_values,
+    is_decision_open,
     lifecycle,
     stale_lease,
 )
@@ -741,11 +743,20 @@ class SQLiteStore:
         return str(rows[0][0]) if rows else None
 
     async def send_event(
-        self, namespace: str, run_id: str, name: str, payload: str, event_id: str | None, now: float, wakes: str
+        self,
+        namespace: str,
+        run_id: str,
+        name: str,
+        payload: str,
+        event_id: str | None,
+        now: float,
+        wakes: str,
+        decision: Decision | None = None,
     ) -> tuple[str | None, bool]:
         def send(conn: sqlite3.Connection) -> tuple[str | None, bool]:
             row = conn.execute(
-                "SELECT status, workflow_id FROM plait_runs WHERE id = ? AND namespace = ?", (run_id, namespace)
+                "SELECT status, workflow_id, wait_info FROM plait_runs WHERE id = ? AND namespace = ?",
+                (run_id, namespace),
             )
             found = row.fetchone()
             if found is None:
@@ -758,6 +769,13 @@ class SQLiteStore:
             )
             if repeated or found[0] in TERMINAL_STATUSES:
                 return ("duplicate" if repeated else str(found[0])), False
+            if decision is not None:
+                taken = conn.execute(
+                    "SELECT count(*), count(*) - count(consumed_by) FROM plait_inbox WHERE run_id = ? AND name = ?",
+                    (run_id, name),
+                ).fetchone()
+                if not is_decision_open(decision, found[0], found[2], wakes, taken[1] > 0, taken[0] > 0):
+                    return "decided", False
             cursor = conn.execute(
                 "INSERT INTO plait_inbox (run_id, name, event_id, payload, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",

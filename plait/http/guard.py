@@ -196,8 +196,8 @@ class BodyDeadline:
                     message = await receive()
             except TimeoutError:
                 if not started:
-                    message = f"the body did not arrive within {self.seconds:g} s"
-                    await refuse(send, 408, "request.timeout", message, close=True)
+                    text = f"the body did not arrive within {self.seconds:g} s"
+                    await refuse(send, 408, "request.timeout", text, close=True)
                 answered = True
                 return {"type": "http.disconnect"}
             body_done = message["type"] != "http.request" or not message.get("more_body", False)

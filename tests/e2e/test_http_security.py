@@ -252,21 +252,21 @@ def test_hostile_values_get_a_structured_4xx(engine: plait.Engine) -> None:
             assert 400 <= answer.status_code < 500, (name, answer.status_code, answer.text)
             assert answer.json()["error"]["code"] and answer.json()["error"]["message"], name
         gets = {
-            "NUL in a run id": ("/api/runs/a%00b", {}),
-            "NUL in a workflow filter": ("/api/runs?workflow=a%00b", {}),
-            "NUL in a cursor": ("/api/runs?cursor=%00", {}),
-            "huge after": (f"/api/runs/{waiting_run}/events?after={2**70}", {}),
+            "NUL in a run id": "/api/runs/a%00b",
+            "NUL in a workflow filter": "/api/runs?workflow=a%00b",
+            "NUL in a cursor": "/api/runs?cursor=%00",
+            "huge after": f"/api/runs/{waiting_run}/events?after={2**70}",
         }
-        for name, (path, headers) in gets.items():
-            answer = client.get(path, headers=headers)
+        for name, path in gets.items():
+            answer = client.get(path)
             assert 400 <= answer.status_code < 500, (name, answer.status_code, answer.text)
         for garbage in (b"\xb2", b"9" * 5000, str(2**70).encode(), b"-1"):
             for path in (f"/api/runs/{waiting_run}/events", "/api/events"):
                 # Refused before the stream starts: a 200 followed by a broken stream is no answer.
-                answer = client.get(path, headers={"Last-Event-ID": garbage})  # type: ignore[dict-item]
+                answer = client.get(path, headers={b"Last-Event-ID": garbage})
                 assert answer.status_code == 422, (path, garbage[:10], answer.text)
                 assert answer.json()["error"]["code"] == "input.invalid"
-        signature = client.post("/hooks/github", content=b"{}", headers={"X-Hub-Signature-256": b"sha256=\xb2\xff"})  # type: ignore[dict-item]
+        signature = client.post("/hooks/github", content=b"{}", headers={b"X-Hub-Signature-256": b"sha256=\xb2\xff"})
         assert signature.status_code == 401 and signature.json()["error"]["code"] == "auth.signature"
         chunked = client.post("/hooks/open", content=iter([b"[" * 100_000, b"]" * 100_001]), headers=JSON)
         assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "request.too_large"

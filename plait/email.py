@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from plait.errors import InputValidationError, PlaitError
+
 if TYPE_CHECKING:
     from plait.engine import Engine
 
@@ -95,17 +97,32 @@ class EmailTrigger:
         try:
             email = parse_email(envelope.content, list(envelope.rcpt_tos))
         except (MalformedEmail, ValueError, LookupError) as exc:
-            return f"554 5.6.0 malformed message: {exc}"
+            return f"554 5.6.0 malformed message: {_one_line(str(exc))}"
+        # The text and HTML become the run's input (attachments only as metadata): over the
+        # engine's payload limit the message is refused as too big, before anything starts.
+        limit = self._engine._worker.max_payload_bytes
+        if len(email.model_dump_json()) > limit:
+            return f"552 5.3.4 message text too big: plait accepts at most {limit} bytes of text and HTML"
         for recipient in envelope.rcpt_tos:
             workflow = self._engine._email_routes[recipient.lower()]
-            await asyncio.to_thread(
-                self._engine.start,
-                workflow,
-                email,
-                idempotency_key=f"email:{workflow.id}:{email.message_id}",
-                metadata={"email_to": recipient},
-            )
+            try:
+                await asyncio.to_thread(
+                    self._engine.start,
+                    workflow,
+                    email,
+                    idempotency_key=f"email:{workflow.id}:{email.message_id}",
+                    metadata={"email_to": recipient},
+                )
+            except InputValidationError as exc:
+                return f"554 5.6.0 the message is not valid input for {recipient}: {_one_line(exc.message)}"
+            except PlaitError as exc:  # the store is down: the sender keeps the message and retries
+                return f"451 4.3.0 cannot accept mail now [{exc.code}]; try again later"
         return "250 OK: queued"
+
+
+def _one_line(text: str) -> str:
+    """``text`` fit for an SMTP reply: one line, short."""
+    return " ".join(text.split())[:300]
 
 
 def send_email(

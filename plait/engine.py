@@ -438,6 +438,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         delay_seconds = 0.0 if delay is None else to_seconds(delay)
         if delay_seconds < 0:
             raise InputValidationError("delay must not be negative")
+        if not -(2**31) <= priority < 2**31:  # both stores keep a 32-bit integer
+            raise InputValidationError(f"priority must be a 32-bit integer (-2**31 to 2**31-1), got {priority}")
         return new_run_row(
             workflow,
             input_json,

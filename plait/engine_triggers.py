@@ -1,13 +1,16 @@
-"""Completion triggers: when a run of one workflow ends, start another (``engine.on_complete``)."""
+"""Triggers that start runs: on another run's completion (``on_complete``), on email, on an HTTP request."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from plait.clock import to_seconds
 from plait.errors import InputValidationError
+from plait.http_triggers import DEFAULT_SIGNATURE_HEADERS, HttpTrigger, SignatureScheme, TriggerRequest
 from plait.new_runs import new_run_row
 from plait.runs import Run
 from plait.store.base import RunRow
@@ -40,7 +43,7 @@ class TriggersMixin:
     clock: Clock
     _triggers: list[CompletionTrigger]
     _email_routes: dict[str, Workflow[Any, Any]]
-    _http_triggers: list[Any]
+    _http_triggers: list[HttpTrigger]
 
     def register(self, *items: Any) -> None:
         raise NotImplementedError
@@ -94,24 +97,47 @@ class TriggersMixin:
         path: str,
         workflow: Workflow[Any, Any],
         *,
-        input_from: Callable[[Any], Any] | None = None,
-        idempotency_key_from: Callable[[Any], str | None] | None = None,
+        input_from: Callable[[TriggerRequest], Any] | None = None,
+        idempotency_key_from: Callable[[TriggerRequest], str | None] | None = None,
         secret: str | None = None,
-        signature_header: str = "X-Hub-Signature-256",
+        signature: SignatureScheme = "sha256",
+        signature_header: str | None = None,
+        max_age: timedelta | float = timedelta(minutes=5),
     ) -> None:
         """Mount ``POST /hooks/<path>`` (``{name}`` path parameters allowed) in ``plait.http.create_app``.
 
-        It answers ``202 {"run_id"}``. ``input_from(request)`` builds the input
-        (default: the JSON body); the same idempotency key (from
-        ``idempotency_key_from`` or the Idempotency-Key header) returns the same
-        run. With ``secret`` the body must be signed like GitHub's webhooks:
-        ``<signature_header>: sha256=<hex HMAC-SHA256 of the body>``.
-        """
-        from plait.http.api import HttpTrigger
+        It answers ``202 {"run_id"}`` and starts the run in this engine's
+        namespace; without ``secret`` the caller needs a write token of that
+        namespace (another namespace's token gets 404). ``input_from(request)``
+        builds the input (default: the JSON body). A repeated delivery returns
+        the first run: the key is ``idempotency_key_from(request)``, else the
+        Idempotency-Key header, else the sender's delivery id
+        (X-GitHub-Delivery, X-Delivery-Id, a Stripe event's id).
 
+        With ``secret`` the body must be signed. ``signature="sha256"`` (GitHub's
+        scheme): ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>``.
+        ``signature="timestamped"`` (Stripe's scheme, replay-proof):
+        ``X-Plait-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``,
+        refused when ``t`` is more than ``max_age`` from now. ``signature_header``
+        renames the header (``"Stripe-Signature"`` verifies Stripe's deliveries).
+        """
+        if signature not in DEFAULT_SIGNATURE_HEADERS:
+            raise InputValidationError(f"signature must be 'sha256' or 'timestamped', got {signature!r}")
+        window = to_seconds(max_age)
+        if window <= 0:
+            raise InputValidationError("max_age must be positive")
         self.register(workflow)
         self._http_triggers.append(
-            HttpTrigger(path, workflow, input_from, idempotency_key_from, secret, signature_header)
+            HttpTrigger(
+                path=path,
+                workflow=workflow,
+                input_from=input_from,
+                idempotency_key_from=idempotency_key_from,
+                secret=secret,
+                signature_header=signature_header or DEFAULT_SIGNATURE_HEADERS[signature],
+                signature=signature,
+                max_age_seconds=window,
+            )
         )
 
     async def _start_follow_ups(self, row: RunRow) -> None:

@@ -268,16 +268,46 @@ def server(
     workers_in_process: Annotated[
         int, typer.Option("--workers-in-process", envvar="PLAIT_WORKERS_IN_PROCESS", min=0, help="0: API only")
     ] = 1,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            envvar="PLAIT_ALLOWED_HOSTS",
+            help="a Host name clients use (api.example.com, *.example.com); loopback names always work",
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option("--header-timeout", envvar="PLAIT_HEADER_TIMEOUT", min=0.1, help="seconds (default 10)"),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option("--body-timeout", envvar="PLAIT_BODY_TIMEOUT", min=0.1, help="seconds (default 30)"),
+    ] = None,
+    keep_alive_timeout: Annotated[
+        float | None,
+        typer.Option("--keep-alive-timeout", envvar="PLAIT_KEEP_ALIVE_TIMEOUT", min=1, help="seconds (default 5)"),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API (and, by default, a worker in the same process: one command runs everything)."""
+    """Serve the HTTP API (and, by default, a worker in the same process: one command runs everything).
+
+    Without API tokens it serves on a loopback address only; once a token was
+    ever created every request needs one, even after the last is revoked.
+    Requests must name this server (a loopback name, the bound address or an
+    --allowed-host) in Host. Slow clients are cut off: request headers must
+    arrive within --header-timeout and a body within --body-timeout.
+    """
     import uvicorn
 
     from plait.http import create_app
+    from plait.http.api import DEFAULT_BODY_TIMEOUT
+    from plait.http.auth import is_loopback
+    from plait.http.serving import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, server_config
     from plait.store import tokens as token_table
 
     engine = load_engine(app_spec)
-    guarded = engine._loop.run(token_table.any_active(engine._store))
-    if not guarded and host not in ("127.0.0.1", "localhost", "::1"):
+    guarded = engine._loop.run(token_table.auth_required(engine._store))
+    if not guarded and not (host == "localhost" or is_loopback(host)):
         engine.close()
         typer.echo(
             f"error [auth.missing]: refusing to serve on {host} without API tokens; "
@@ -286,12 +316,22 @@ def server(
         )
         raise typer.Exit(2)
     if not guarded:
-        typer.echo("no API tokens exist: serving on 127.0.0.1 only, without authentication")
+        typer.echo("no API tokens exist: serving on loopback only, without authentication")
+    elif not engine._loop.run(token_table.any_active(engine._store)):
+        typer.echo("every API token is revoked: requests are refused until `plait tokens create` makes one")
     if workers_in_process:
         engine._ensure_started()
     typer.echo(f"plait API on http://{host}:{port}/api (docs: /api/docs) for {redact_url(engine.url)}")
+    app = create_app(engine, allowed_hosts=allowed_host or (), body_timeout=body_timeout or DEFAULT_BODY_TIMEOUT)
+    config = server_config(
+        app,
+        host,
+        port,
+        header_timeout=header_timeout or DEFAULT_HEADER_TIMEOUT,
+        keep_alive_timeout=keep_alive_timeout or DEFAULT_KEEP_ALIVE_TIMEOUT,
+    )
     try:
-        uvicorn.run(create_app(engine), host=host, port=port, log_level="warning")
+        uvicorn.Server(config).run()
     finally:
         engine.close()
 

@@ -3,65 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+import re
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, Header, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from plait.engine import Engine
 from plait.errors import InputValidationError
-from plait.http.errors import ApiError, BodyLimit, install
-from plait.runs import Event, Page, Run, RunStatus, StepRecord
-from plait.store import tokens as token_table
+from plait.http.auth import Admin, Namespaces, Reader, Writer
+from plait.http.bodies import Decision, Rerun, SafeJsonRoute, SendEvent, StartRun
+from plait.http.errors import install
+from plait.http.guard import BodyDeadline, BodyLimit, RequestGuard
+from plait.http.triggers import mount_trigger
+from plait.runs import Event, EventPage, Page, Run, RunStatus, StepRecord
 from plait.webhooks import DeadLetter
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: the namespace and scope of their token (admin of the app's namespace without tokens)."""
-
-    namespace: str
-    scope: str
-
-
-@dataclass(frozen=True)
-class TriggerRequest:
-    """What an HTTP trigger's ``input_from`` and ``idempotency_key_from`` get."""
-
-    path_params: dict[str, str]
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"null")
-
-
-@dataclass(frozen=True)
-class HttpTrigger:
-    path: str
-    workflow: Any
-    input_from: Callable[[TriggerRequest], Any] | None
-    idempotency_key_from: Callable[[TriggerRequest], str | None] | None
-    secret: str | None
-    signature_header: str
-
-
-class StartRun(BaseModel):
-    input: Any = None
-    priority: int = 0
-    delay_seconds: float = Field(default=0, ge=0)
-    metadata: dict[str, Any] | None = None
+DEFAULT_BODY_TIMEOUT = 30.0
+MAX_SEQ = 2**63 - 1
+# A feed cursor as the stores write them: an event id, or "<transaction>:<event id>".
+FEED_CURSOR = re.compile(r"[0-9]{1,19}(:[0-9]{1,19})?")
 
 
 class RunDetail(BaseModel):
@@ -75,101 +40,35 @@ class WorkflowInfo(BaseModel):
     graph: dict[str, Any]
 
 
-class SendEvent(BaseModel):
-    name: str
-    payload: Any = None
-    event_id: str | None = None
-
-
-class Decision(BaseModel):
-    step_id: str
-    data: Any = None
-    reason: str = ""
-
-
-class Rerun(BaseModel):
-    from_step: str
-
-
 class Delivered(BaseModel):
     delivered: bool
 
 
-class Accepted(BaseModel):
-    run_id: str
-
-
-SCOPE_ORDER = {"read": 0, "write": 1, "admin": 2}
-
-
-@dataclass
-class Namespaces:
-    """One engine per namespace a token may use, sharing the app engine's database and workflows."""
-
-    engine: Engine
-    others: dict[str, Engine] = field(default_factory=dict)
-    tokens_checked_at: float = -1e9
-    tokens_exist: bool = False
-
-    def get(self, namespace: str) -> Engine:
-        if namespace == self.engine.namespace:
-            return self.engine
-        if namespace not in self.others:
-            other = Engine(self.engine.url, namespace=namespace, worker=False)
-            other.register(*self.engine.workflows())
-            self.others[namespace] = other
-        return self.others[namespace]
-
-    async def auth_enabled(self) -> bool:
-        # Cached briefly: a token created with the CLI takes effect within a second.
-        if time.monotonic() - self.tokens_checked_at > 1.0:
-            self.tokens_exist = await asyncio.to_thread(
-                lambda: self.engine._loop.run(token_table.any_active(self.engine._store))
-            )
-            self.tokens_checked_at = time.monotonic()
-        return self.tokens_exist
-
-
-async def caller(request: Request) -> Caller:
-    """The caller's namespace and scope, from its bearer token (admin of the app's namespace without tokens)."""
-    spaces: Namespaces = request.app.state.namespaces
-    engine = spaces.engine
-    if not await spaces.auth_enabled():
-        return Caller(engine.namespace, "admin")
-    header = request.headers.get("authorization", "")
-    if not header.lower().startswith("bearer "):
-        raise ApiError(401, "auth.missing", "send Authorization: Bearer <token> (plait tokens create)")
-    value = header.split(" ", 1)[1].strip()
-    row = await asyncio.to_thread(lambda: engine._loop.run(token_table.verify(engine._store, value)))
-    if row is None:
-        raise ApiError(401, "auth.invalid", "the token is unknown or revoked")
-    return Caller(row.namespace, row.scope)
-
-
-def needs(scope: str) -> Callable[..., Awaitable[Caller]]:
-    async def check(who: Annotated[Caller, Depends(caller)]) -> Caller:
-        if SCOPE_ORDER[who.scope] < SCOPE_ORDER[scope]:
-            raise ApiError(403, "auth.scope", f"this needs a token with scope {scope!r} (yours: {who.scope!r})")
-        return who
-
-    return check
-
-
-Reader = Annotated[Caller, Depends(needs("read"))]
-Writer = Annotated[Caller, Depends(needs("write"))]
-Admin = Annotated[Caller, Depends(needs("admin"))]
-
-
-def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_BODY_LIMIT) -> FastAPI:
+def create_app(
+    engine: Engine,
+    *,
+    max_body_bytes: int = DEFAULT_BODY_LIMIT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    allowed_hosts: Sequence[str] = (),
+) -> FastAPI:
     """The HTTP API of ``engine`` under ``/api``, with OpenAPI at ``/openapi.json``.
 
-    Requests carry ``Authorization: Bearer <token>`` once any token exists
-    (``plait tokens create``); each token sees only its namespace, and its
-    scope (read < write < admin) limits what it may do.
+    Once a token was ever created (``plait tokens create``) every request
+    needs ``Authorization: Bearer <token>``, even after all are revoked; each
+    token sees only its namespace, and its scope (read < write < admin) limits
+    what it may do. Without tokens the API answers only on a loopback address.
+    ``Host`` must be a loopback name, the address the request arrived on, or
+    match ``allowed_hosts`` (``"api.example.com"``, ``"*.example.com"``, ``"*"``).
+    Bodies over ``max_body_bytes`` get 413, bodies slower than
+    ``body_timeout`` seconds 408.
     """
     app = FastAPI(title="plait", version=_version(), docs_url="/api/docs", openapi_url="/openapi.json")
+    app.router.route_class = SafeJsonRoute
     install(app)
+    # Added innermost first: the guard sees a request before anything reads its body.
+    app.add_middleware(BodyDeadline, seconds=body_timeout)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(RequestGuard, allowed_hosts=tuple(allowed_hosts))
     spaces = Namespaces(engine)
     app.state.namespaces = spaces
 
@@ -246,12 +145,12 @@ def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_BODY_LIMIT) -> F
     async def run_events(
         run_id: str,
         who: Reader,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> StreamingResponse:
         """Server-Sent Events: the run's history, then live events until it ends; resume with Last-Event-ID."""
+        start = after if last_event_id is None else _event_seq(last_event_id)
         handle = await spaces.get(who.namespace).aget_run(run_id)
-        start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
 
         async def stream() -> AsyncIterator[str]:
             async for event in handle.aevents(after=start):
@@ -267,17 +166,17 @@ def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_BODY_LIMIT) -> F
     ) -> StreamingResponse:
         """Server-Sent Events of the whole namespace, live; the event id is a cursor to resume from."""
         target = spaces.get(who.namespace)
-        cursor = last_event_id or after
+        # The first page is read before answering, so a bad cursor is a 4xx, not a stream that breaks.
+        first = await _first_page(target, last_event_id or after)
 
         async def stream() -> AsyncIterator[str]:
-            position = cursor
+            page = first
             while True:
-                page = await target.aevents(position, limit=500)
                 for event in page.items:
                     yield sse(event, page.cursor or "")
-                position = page.cursor
                 if not page.items:
                     await asyncio.sleep(0.1)
+                page = await target.aevents(page.cursor, limit=500)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -296,7 +195,7 @@ def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_BODY_LIMIT) -> F
         return summary.model_dump()
 
     for trigger in engine._http_triggers:
-        mount_trigger(app, engine, trigger)
+        mount_trigger(app, spaces, trigger)
     return app
 
 
@@ -304,32 +203,19 @@ def sse(event: Event, event_id: str) -> str:
     return f"id: {event_id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
 
 
-def mount_trigger(app: FastAPI, engine: Engine, trigger: HttpTrigger) -> None:
-    async def receive(request: Request) -> JSONResponse:
-        body = await request.body()
-        if trigger.secret is not None:
-            given = request.headers.get(trigger.signature_header, "")
-            expected = "sha256=" + hmac.new(trigger.secret.encode(), body, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(given, expected):
-                raise ApiError(401, "auth.signature", f"the {trigger.signature_header} signature does not match")
-        else:
-            await needs("write")(await caller(request))
-        incoming = TriggerRequest(
-            path_params=dict(request.path_params),
-            query=dict(request.query_params),
-            headers=dict(request.headers),
-            body=body,
-        )
-        try:
-            value = trigger.input_from(incoming) if trigger.input_from else incoming.json()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputValidationError(f"the request does not give the workflow's input: {exc}") from exc
-        key = trigger.idempotency_key_from(incoming) if trigger.idempotency_key_from else None
-        key = key or request.headers.get("idempotency-key")
-        handle = await engine.astart(trigger.workflow, value, idempotency_key=key)
-        return JSONResponse({"run_id": handle.id}, status_code=202)
+def _event_seq(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise InputValidationError(f"Last-Event-ID must be an event number from this stream, got {text[:40]!r}")
+    return int(text)
 
-    app.add_api_route(f"/hooks/{trigger.path.strip('/')}", receive, methods=["POST"], response_model=Accepted)
+
+async def _first_page(target: Engine, cursor: str | None) -> EventPage:
+    if cursor is not None and not (FEED_CURSOR.fullmatch(cursor) and max(map(int, cursor.split(":"))) <= MAX_SEQ):
+        raise InputValidationError(f"the event cursor {cursor[:40]!r} is not one this feed gave out")
+    try:
+        return await target.aevents(cursor, limit=500)
+    except (ValueError, OverflowError) as exc:
+        raise InputValidationError(f"the event cursor {cursor!r} is not one this feed gave out") from exc
 
 
 def _version() -> str:

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import ClientDisconnect
 
 from plait.errors import PlaitError
 
@@ -21,6 +21,7 @@ STATUS_BY_CODE = {
     "workflow.duplicate": 409,
     "store.unavailable": 503,
     "lease.lost": 409,
+    "run.idempotency_conflict": 409,
 }
 
 
@@ -56,52 +57,13 @@ def install(app: FastAPI) -> None:
             error_body("input.invalid", "the request does not match the API's schema", errors), status_code=422
         )
 
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client left, or a guard already answered (413, 408): nobody reads this.
+        return JSONResponse(error_body("request.incomplete", "the request body did not arrive"), status_code=400)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "route.not_found", 405: "method.not_allowed"}.get(exc.status_code, "request.invalid")
+        default = {404: "route.not_found", 405: "method.not_allowed"}.get(exc.status_code, "request.invalid")
+        code = getattr(exc, "code", default)
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
-
-
-class BodyLimit:
-    """Refuses bodies over ``limit`` bytes with 413, whether or not they declare their length."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._too_large(send)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._too_large(send)
-
-    async def _too_large(self, send: Send) -> None:
-        body = JSONResponse(
-            error_body("request.too_large", f"the body is over the {self.limit}-byte limit"), status_code=413
-        )
-        await body({"type": "http"}, _empty_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _empty_receive() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}

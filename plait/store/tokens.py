@@ -1,4 +1,8 @@
-"""API tokens: only a hash is stored; the secret is shown once, at creation."""
+"""API tokens: only a hash is stored; the secret is shown once, at creation.
+
+Revoking keeps the row (with ``revoked_at``): once a database has had a token,
+its API requires one for good, even after the last is revoked.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +47,8 @@ async def verify(store: Store, value: str) -> TokenRow | None:
         prefix, token_id, secret = value.split("_", 2)
     except ValueError:
         return None
-    if prefix != "plt":
+    # Checked before the query: ids are 12 hex digits, and a NUL byte is no text to PostgreSQL.
+    if prefix != "plt" or len(token_id) != 12 or not all(c in "0123456789abcdef" for c in token_id):
         return None
     rows = await store.sql(
         "SELECT id, namespace, scope, hash, created_at, revoked_at FROM plait_tokens WHERE id = ?", (token_id,)
@@ -63,5 +68,12 @@ async def revoke(store: Store, token_id: str, now: float) -> bool:
 
 
 async def any_active(store: Store) -> bool:
+    """Whether a token that is not revoked exists."""
     rows = await store.sql("SELECT 1 FROM plait_tokens WHERE revoked_at IS NULL LIMIT 1")
+    return bool(rows)
+
+
+async def auth_required(store: Store) -> bool:
+    """Whether the API requires tokens: a token was ever created here, revoked or not."""
+    rows = await store.sql("SELECT 1 FROM plait_tokens LIMIT 1")
     return bool(rows)

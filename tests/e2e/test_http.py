@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,12 +12,12 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import BaseModel
 
 import plait
 from plait.http import TriggerRequest, create_app
 from plait.store import tokens as token_table
+from tests.e2e.servers import serving
 
 
 class Order(BaseModel):
@@ -38,6 +37,7 @@ async def charge(order: Order) -> str:
 checkout = plait.workflow("checkout", input=Order).then(charge).commit()
 waiting = plait.workflow("awaits_payment", input=Order).wait_for_event("paid", schema=Paid).commit()
 SECRET = "trigger-secret-for-tests"
+JSON = {"content-type": "application/json"}
 
 
 @dataclass
@@ -48,12 +48,6 @@ class Api:
     def token(self, namespace: str, scope: str) -> str:
         _, value = self.engine._loop.run(token_table.create(self.engine._store, namespace, scope, time.time()))
         return value
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -67,17 +61,8 @@ def api(db_url: str) -> Iterator[Api]:
             idempotency_key_from=lambda req: req.headers.get("x-delivery"),
         )
         engine.http_trigger("signed", checkout, secret=SECRET)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(engine, max_body_bytes=4096), port=port, log_level="error"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)  # the server thread starting up
-        yield Api(f"http://127.0.0.1:{port}", engine)
-        server.should_exit = True
-        thread.join(timeout=10)
+        with serving(create_app(engine, max_body_bytes=4096)) as url:
+            yield Api(url, engine)
 
 
 def test_start_follow_the_event_stream_and_read_the_result(api: Api) -> None:
@@ -135,7 +120,8 @@ def test_bad_requests_get_structured_4xx_never_500(api: Api) -> None:
             (client.post("/api/workflows/checkout/runs", json={"input": {"customer": "x"}}), 422, "input.invalid"),
             (client.post("/api/workflows/nowhere/runs", json={"input": {}}), 404, "workflow.not_found"),
             (client.get("/api/runs/nope"), 404, "run.not_found"),
-            (client.post("/api/workflows/checkout/runs", content=b"x" * 5000), 413, "request.too_large"),
+            (client.post("/api/workflows/checkout/runs", content=b"x" * 5000, headers=JSON), 413, "request.too_large"),
+            (client.post("/api/workflows/checkout/runs", content=b"{}"), 415, "request.content_type"),
             (client.get("/api/runs", params={"status": "sleepy"}), 422, "input.invalid"),
             (client.get("/api/nothing-here"), 404, "route.not_found"),
         ]

@@ -1,0 +1,77 @@
+"""Request bodies: the JSON parser every route uses and the models it fills.
+
+Values are refused here, with a 4xx, when a store could not keep them: lone
+surrogates and deep nesting anywhere (``plait.json_limits``), NUL bytes in ids
+and names (PostgreSQL text cannot hold one), priorities outside 32 bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import HTTPException, Request, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, StringConstraints
+
+from plait.json_limits import MalformedJson, UnsafeJson, parse_json
+
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
+# An id, name or short text a client sends: no NUL byte, bounded length.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\x00]+$")]
+Text = Annotated[str, StringConstraints(max_length=65536, pattern=r"^[^\x00]*$")]
+
+
+class BodyRefused(HTTPException):
+    """A body FastAPI must not parse further, with the plait error code to answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status_code=status, detail=message)
+        self.code = code
+
+
+class SafeJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            try:
+                self._json = parse_json(await self.body())
+            except MalformedJson as exc:
+                raise BodyRefused(400, "request.malformed", str(exc)) from None
+            except UnsafeJson as exc:
+                raise BodyRefused(422, "input.invalid", str(exc)) from None
+        return self._json
+
+
+class SafeJsonRoute(APIRoute):
+    """A route whose JSON body goes through ``plait.json_limits.parse_json``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(SafeJsonRequest(request.scope, request.receive))
+
+        return route
+
+
+class StartRun(BaseModel):
+    input: Any = None
+    priority: int = Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
+    delay_seconds: float = Field(default=0, ge=0, le=10 * 366 * 86400, allow_inf_nan=False)
+    metadata: dict[str, Any] | None = None
+
+
+class SendEvent(BaseModel):
+    name: Name
+    payload: Any = None
+    event_id: Name | None = None
+
+
+class Decision(BaseModel):
+    step_id: Name
+    data: Any = None
+    reason: Text = ""
+
+
+class Rerun(BaseModel):
+    from_step: Name

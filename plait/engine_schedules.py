@@ -79,7 +79,9 @@ class SchedulesMixin:
 
         Each due time fires exactly once however many engines run. After
         downtime, ``catch_up="skip"`` fires the latest missed time once,
-        ``"all"`` fires every missed time. The same ``id`` replaces a schedule.
+        ``"all"`` fires every missed time. Declaring the same ``id`` again (as an app does at every
+        start) keeps its state: when it next fires, whether it is paused, and so the times missed
+        while nothing ran; a changed cron or time zone counts from now.
         """
         if isinstance(workflow, Workflow):
             self.register(workflow)
@@ -103,9 +105,9 @@ class SchedulesMixin:
             next_fire_at=next_fire(cron, timezone, now).timestamp(),
             created_at=now.timestamp(),
         )
-        self._loop.run(table.upsert(self._store, row))
+        stored = self._loop.run(table.upsert(self._store, row))
         self._loop.call_soon(self._worker.wake)
-        return _schedule(row)
+        return _schedule(stored)
 
     def schedules(self) -> list[Schedule]:
         """This namespace's schedules."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from plait.errors import InputValidationError, RunNotFound, RunStateError, WorkflowNotFound
 from plait.payloads import ANY, Codec, validate_input
 from plait.steps import Step
+from plait.store import inbox
 from plait.store.base import Decision, RunRow
 from plait.waiting import Approval, approval_event, resume_event
 from plait.workflow.graph import WaitNode, Workflow
@@ -55,8 +56,20 @@ class SignalsMixin:
             raise InputValidationError(
                 f"workflow '{workflow.id}' never waits for event '{name}'; it waits for: {', '.join(known) or 'none'}"
             )
-        payload_json = _validated_json(waits[0].codec, payload, f"event '{name}' for run {run_id}")
+        target = waits[0] if len({w.codec.type for w in waits}) == 1 else await self._next_wait(row.id, name, waits)
+        payload_json = _validated_json(target.codec, payload, f"event '{name}' for run {run_id} (at '{target.id}')")
         return await self._deliver(row, name, payload_json, event_id, "waiting")
+
+    async def _next_wait(self, run_id: str, name: str, waits: list[WaitNode]) -> WaitNode:
+        """The wait that will take the next event ``name``: waits take them in plan order, oldest first.
+
+        Only asked when waits for one name differ in schema, so each payload is
+        checked against the schema of the wait that will receive it.
+        """
+        consumed, pending = await inbox.event_uses(self._store, run_id, name)
+        done = consumed | {s.step_key for s in await self._store.load_steps(run_id) if s.output is not None}
+        open_waits = [w for w in waits if w.id not in done]
+        return open_waits[min(pending, len(open_waits) - 1)] if open_waits else waits[-1]
 
     def approve(self, run_id: str, step_id: str, data: Any = None) -> bool:
         """Approve the approval step ``step_id`` of a run with ``data`` (validated by its schema)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import inspect
 import json
 import traceback
@@ -22,6 +23,7 @@ from plait.clock import Clock, wall_seconds
 from plait.context import Context
 from plait.errors import (
     EventTimeout,
+    InputValidationError,
     PlaitError,
     RunCancelledSignal,
     StepFailed,
@@ -29,7 +31,7 @@ from plait.errors import (
     StepTimeout,
 )
 from plait.hooks import HookInfo, HookRunner, Observer
-from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable
+from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable, type_name
 from plait.run_log import RunLog, public_error
 from plait.steps import Step, takes_context
 from plait.store.base import FOREVER, Lease, NewEvent, Park, RunRow, StepRow, Store, WaitRow
@@ -199,7 +201,10 @@ class RunExecution:
         if isinstance(node, ThenNode):
             return await self._run_task(node.task, node.task.id, value)
         if isinstance(node, ParallelNode):
-            results = await self._gather([self._run_task(t, t.id, value) for t in node.tasks])
+            # Each branch gets its own copy, made before any runs: a branch that mutates its input
+            # must not change what a sibling (or ctx.workflow_input) sees, as a replay from JSON would not.
+            inputs = [copy.deepcopy(value) for _ in node.tasks]
+            results = await self._gather([self._run_task(t, t.id, v) for t, v in zip(node.tasks, inputs, strict=True)])
             return tuple(results)
         if isinstance(node, BranchNode):
             return await self._run_branch(node, value)
@@ -304,10 +309,26 @@ class RunExecution:
         return await self._gather([one(i, item) for i, item in enumerate(value)])
 
     async def _run_loop(self, node: LoopNode, value: Any) -> Any:
+        """Iterate, checkpointing each decision so a replay takes the live run's path.
+
+        A decision to go on is recorded by the next iteration's own traces (a step
+        row, a wait, a child run); a decision to stop by a row at the loop's id.
+        Only a decision with no durable consequence yet is (re)made by the predicate.
+        """
+        ended = self._resolved.get(node.id)
+        last = int(json.loads(ended.input or "{}").get("iterations", 0)) if ended is not None else None
         for iteration in range(1, node.max_iterations + 1):
-            value = await self._run_task(node.task, f"{node.task.id}#{iteration}", value)
+            key = f"{node.task.id}#{iteration}"
+            value = await self._run_task(node.task, key, value)
+            if last is not None:
+                if iteration >= last:
+                    return value
+                continue
+            if await self._went_on(node.task, f"{node.task.id}#{iteration + 1}"):
+                continue
             holds = self._predicate_holds(node.predicate, value, node.id)
             if holds == node.until:  # dountil stops when it holds; dowhile when it stops holding
+                await self._record_loop_end(node, key, iteration)
                 return value
         raise StepFailure(
             describe_error(
@@ -319,6 +340,22 @@ class RunExecution:
                 node.id,
             )
         )
+
+    async def _went_on(self, task: Task, next_key: str) -> bool:
+        """Whether the iteration at ``next_key`` left a trace, so the loop already decided to go on."""
+        if next_key in self._attempts_seen or next_key in self.waits or next_key in self._resolved:
+            return True
+        if isinstance(task, ChildTask):  # a child run is created before its parent parks on it
+            return await self.host.store.get_run(self.run.namespace, f"{self.run_id}.{next_key}") is not None
+        return False
+
+    async def _record_loop_end(self, node: LoopNode, key: str, iteration: int) -> None:
+        """Checkpoint the decision to stop: the loop's id resolves to its final value."""
+        now = self._now()
+        output = self._resolved[key].output if key in self._resolved else None
+        iterations = json.dumps({"iterations": iteration})
+        last = node is self.workflow.nodes[-1] and self.deferred_step is None  # then it rides the run's last commit
+        await self._record(node.id, node.id, None, "succeeded", iterations, output or "null", None, now, defer=last)
 
     # -- waiting -------------------------------------------------------------
 
@@ -350,10 +387,10 @@ class RunExecution:
 
     async def _run_wait(self, node: WaitNode) -> Any:
         if node.id in self._resolved:
-            return node.codec.load(self._resolved[node.id].output or "null")
+            return self._event_value(node, self._resolved[node.id].output or "null")
         payload = await self._take_event(node.event, node.id, node.id)
         if payload is not None:
-            return node.codec.load(payload)
+            return self._event_value(node, payload)
         now = self._now()
         wait = self.waits.get(node.id) or WaitRow(
             self.run_id, node.id, "event", None, None if node.timeout is None else now + node.timeout, node.event,
@@ -371,6 +408,19 @@ class RunExecution:
             raise StepFailure(describe_error(EventTimeout(message), node.id, 1))
         info = {"kind": "event", "step_id": node.id, "event": node.event, "deadline": wait.deadline}
         self._park("waiting", wait.deadline or FOREVER, wait, info, wake_on=node.event)
+
+    def _event_value(self, node: WaitNode, payload: str) -> Any:
+        """The payload as this wait's schema: each wait checks its own, even when waits share an event name."""
+        try:
+            return node.codec.load(payload)
+        except ValidationError as exc:  # two senders raced past send_event's check of the next wait
+            fields = ", ".join(".".join(str(p) for p in e["loc"]) or "(value)" for e in exc.errors())
+            error = InputValidationError(
+                f"run {self.run_id}: event '{node.event}' taken at '{node.id}' does not match its schema "
+                f"{type_name(node.codec.type)} (fields: {fields}); send events in the order the waits "
+                "come, each with its own wait's schema"
+            )
+            raise StepFailure(describe_error(error, node.id, 1)) from exc
 
     async def _take_event(self, name: str, key: str, step_id: str) -> str | None:
         """Consume the oldest waiting event ``name`` and checkpoint it as the output at ``key``."""

@@ -23,19 +23,29 @@ class ScheduleRow:
     created_at: float
 
 
-async def upsert(store: Store, row: ScheduleRow) -> None:
-    """Create the schedule, or replace its definition (a deploy changing the cron keeps the id)."""
-    await store.sql(
+async def upsert(store: Store, row: ScheduleRow) -> ScheduleRow:
+    """Create the schedule, or update its definition keeping its state; returns the stored row.
+
+    Apps declare their schedules at every start, so an unchanged declaration
+    must keep ``next_fire_at`` (the missed times catch-up fires after
+    downtime) and ``paused``. A new cron or time zone counts from now; a new
+    workflow, input or catch-up policy applies from the next due time.
+    """
+    rows = await store.sql(
         f"INSERT INTO plait_schedules ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (namespace, id) DO UPDATE SET workflow_id = excluded.workflow_id, cron = excluded.cron, "
         "timezone = excluded.timezone, input = excluded.input, catch_up = excluded.catch_up, "
-        "next_fire_at = excluded.next_fire_at",
+        "next_fire_at = CASE WHEN plait_schedules.cron = excluded.cron "
+        "AND plait_schedules.timezone = excluded.timezone "
+        "THEN plait_schedules.next_fire_at ELSE excluded.next_fire_at END "
+        f"RETURNING {COLUMNS}",
         (
             row.id, row.namespace, row.workflow_id, row.cron, row.timezone, row.input, row.catch_up, row.paused,
             row.next_fire_at, row.created_at,
         ),
         write=True,
     )  # fmt: skip
+    return ScheduleRow(*rows[0])
 
 
 async def listed(store: Store, namespace: str) -> list[ScheduleRow]:

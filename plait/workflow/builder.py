@@ -101,15 +101,16 @@ class Builder(Generic[In, Out_co]):
         self._nodes = nodes
         self._current_type = input_codec.type if current_type is None else current_type
 
+    def _taken_ids(self) -> set[str]:
+        return {task.id for n in self._nodes for task in node_tasks(n)} | {node_id(n) for n in self._nodes}
+
     def _with(self, node: Node, output_type: Any) -> Any:
-        taken = {task.id for n in self._nodes for task in node_tasks(n)} | {node_id(n) for n in self._nodes}
-        new_ids = {task.id for task in node_tasks(node)} | {node_id(node)}
-        clash = sorted(taken & new_ids)
-        if clash:
+        clash = _repeated_ids(node, self._taken_ids())
+        if clash is not None:
             raise WorkflowDefinitionError(
-                f"workflow '{self._id}': step id '{clash[0]}' is used twice; give the second use its own id "
-                f"with step.with_options(id='{clash[0]}_2') (or workflow.as_step(id=...))",
-                step_id=clash[0],
+                f"workflow '{self._id}': step id '{clash}' is used twice; give the second use its own id "
+                f"with step.with_options(id='{clash}_2') (or workflow.as_step(id=...))",
+                step_id=clash,
             )
         return Builder(
             self._id,
@@ -123,8 +124,23 @@ class Builder(Generic[In, Out_co]):
             hooks=self._hooks,
         )
 
-    def _auto_id(self, prefix: str, given: str | None) -> str:
-        node_id_ = given or f"{prefix}_{len(self._nodes) + 1}"
+    def _auto_id(self, prefix: str, given: str | None, preferred: str | None = None) -> str:
+        """``given`` (the user's id, checked as is), else a unique automatic id.
+
+        An automatic id never clashes: the second ``wait_for_event("paid")`` is
+        ``wait_paid-2``, so users need not name nodes to build a valid workflow.
+        """
+        if given is not None:
+            node_id_ = given
+        else:
+            base = f"{prefix}_{len(self._nodes) + 1}"
+            if preferred is not None and is_valid_id(preferred):
+                base = preferred
+            taken = self._taken_ids()
+            node_id_, n = base, 1
+            while node_id_ in taken:
+                n += 1
+                node_id_ = f"{base}-{n}"
         if not is_valid_id(node_id_):
             raise WorkflowDefinitionError(f"workflow '{self._id}': {node_id_!r} is not a valid id", step_id=node_id_)
         return node_id_
@@ -207,8 +223,7 @@ class Builder(Generic[In, Out_co]):
         """
         if not callable(fn):
             raise WorkflowDefinitionError(f"workflow '{self._id}': map() takes a function, got {fn!r}")
-        name = getattr(fn, "__name__", "")
-        node_id_ = self._auto_id("map", id or (name if is_valid_id(name) else None))
+        node_id_ = self._auto_id("map", id, preferred=getattr(fn, "__name__", None))
         output_type = output if output is not None else _return_type(fn)
         node = MapNode(node_id_, fn, takes_context(fn), Codec(output_type))
         return self._with(node, output_type)  # type: ignore[no-any-return]
@@ -316,8 +331,7 @@ class Builder(Generic[In, Out_co]):
         has_default = default is not _NO_DEFAULT
         if has_default and seconds is None:
             raise WorkflowDefinitionError(f"workflow '{self._id}': wait_for_event(default=...) needs a timeout")
-        preferred = f"wait_{name}" if is_valid_id(f"wait_{name}") else None
-        node_id_ = self._auto_id("wait", id or preferred)
+        node_id_ = self._auto_id("wait", id, preferred=f"wait_{name}")
         node = WaitNode(node_id_, name, Codec(schema), seconds, None if not has_default else default, has_default)
         output_type = schema if not has_default else (schema | None if default is None else Any)
         return self._with(node, output_type)  # type: ignore[no-any-return]
@@ -345,6 +359,22 @@ class Builder(Generic[In, Out_co]):
             placement=self._placement,
             hooks=self._hooks,
         )
+
+
+def _repeated_ids(node: Node, taken: set[str]) -> str | None:
+    """The first id ``node`` would use twice in the workflow (None if all are new).
+
+    Ids key checkpoints: two steps with one id would read each other's result.
+    Within one node a repeat is refused too (``parallel(a, a)``), except the
+    same step object as several outcomes of one ``branch``: only one of them runs.
+    """
+    seen: dict[str, Task] = {}
+    for task in node_tasks(node):
+        known = seen.get(task.id)
+        if task.id in taken or (known is not None and not (isinstance(node, BranchNode) and known is task)):
+            return task.id
+        seen[task.id] = task
+    return node_id(node) if node_id(node) in taken else None
 
 
 def _fits(actual: Any, declared: Any) -> bool:

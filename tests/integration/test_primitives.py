@@ -170,7 +170,9 @@ def test_dowhile_and_dountil_feed_each_output_to_the_next_iteration(engine: plai
     assert engine.start(while_flow, 3).result(timeout=10) == 192
     run = engine.start(until_flow.commit(), 3)
     assert run.result(timeout=10) == 192
-    assert [s.key for s in run.steps()] == [f"grow2#{i}" for i in range(1, 7)]
+    steps = run.steps()
+    assert [s.key for s in steps] == [*(f"grow2#{i}" for i in range(1, 7)), "grow2"]
+    assert (steps[-1].input, steps[-1].output) == ({"iterations": 6}, 192)  # the loop's checkpointed end
 
 
 def test_loop_stops_at_max_iterations_with_clear_error(engine: plait.Engine) -> None:

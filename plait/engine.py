@@ -251,7 +251,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
                 continue
             if not isinstance(item, Workflow):
                 raise WorkflowDefinitionError(
-                    f"register() takes committed workflows (builder.commit()) or plait.Queue, got {item!r}"
+                    "register() takes committed workflows (builder.commit()), plait.Queue, connectors or "
+                    f"plait.WorkflowDocument (parse a dict with WorkflowDocument.parse), got {item!r:.200}"
                 )
             versions = self._workflows.setdefault(item.id, {})
             known = versions.get(item.version)

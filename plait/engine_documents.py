@@ -12,9 +12,10 @@ from pydantic import BaseModel
 from plait.documents.connectors import Connector
 from plait.documents.model import WorkflowDocument, short
 from plait.documents.ops import Actor, PatchResult, SkippedOp, apply_ops, redacted_op, summarize
+from plait.documents.problems import Problem, document_invalid
 from plait.documents.registry import EnvAllowList, Registry
 from plait.documents.secrets import SecretSource, use_secrets
-from plait.errors import WorkflowNotFound
+from plait.errors import DocumentInvalid, WorkflowNotFound
 from plait.store import documents as table
 from plait.workflow.graph import Workflow
 
@@ -88,24 +89,41 @@ class DocumentsMixin:
 
     # -- stored documents ------------------------------------------------------
 
-    def save_document(self, document: WorkflowDocument | Mapping[str, Any] | str, *, actor: Actor = "user") -> int:
+    def save_document(
+        self,
+        document: WorkflowDocument | Mapping[str, Any] | str,
+        *,
+        actor: Actor = "user",
+        expected_version: int | None = None,
+    ) -> int:
         """Store ``document`` as its next version and return the version number.
 
         The document must compile (DocumentInvalid lists every problem otherwise).
+        With ``expected_version`` (0 for a new document) it is stored only if that
+        is still the latest version; else DocumentInvalid with a ``version_conflict``
+        problem.
         """
-        return self._loop.run(self._save_document(document, actor))
+        return self._loop.run(self._save_document(document, actor, expected_version))
 
     async def asave_document(
-        self, document: WorkflowDocument | Mapping[str, Any] | str, *, actor: Actor = "user"
+        self,
+        document: WorkflowDocument | Mapping[str, Any] | str,
+        *,
+        actor: Actor = "user",
+        expected_version: int | None = None,
     ) -> int:
-        return await self._loop.run_async(self._save_document(document, actor))
+        return await self._loop.run_async(self._save_document(document, actor, expected_version))
 
-    async def _save_document(self, document: WorkflowDocument | Mapping[str, Any] | str, actor: Actor) -> int:
+    async def _save_document(
+        self, document: WorkflowDocument | Mapping[str, Any] | str, actor: Actor, expected: int | None
+    ) -> int:
         doc = WorkflowDocument.parse(document)
         self.compile_document(doc)
         while True:
             latest = await table.get(self._store, self.namespace, doc.id)
             after = latest.version if latest else 0
+            if expected is not None and expected != after:
+                raise version_conflict(doc.id, after, expected)
             version = await self._insert(doc, after, None, actor)
             if version is not None:
                 return version
@@ -238,6 +256,13 @@ class DocumentsMixin:
     def _is_document_target(self, workflow: object) -> bool:
         """Whether ``engine.start(workflow, ...)`` must look at documents (never for a registered id)."""
         return isinstance(workflow, WorkflowDocument) or (isinstance(workflow, str) and workflow not in self._latest)
+
+
+def version_conflict(document_id: str, latest: int, expected: int) -> DocumentInvalid:
+    problem = Problem(
+        "", "version_conflict", f"the document is at version {latest}, not {expected}", "read it again and retry"
+    )
+    return document_invalid([problem], document_id)
 
 
 def _conflict(

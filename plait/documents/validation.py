@@ -286,7 +286,7 @@ class Checker:
                         Problem(
                             f"{where}.{key}",
                             "invalid_params",
-                            f"'{key}' takes {' or '.join(sorted(spec.json_types))}, not {'an' if kind[0] in 'ao' else 'a'} {kind}",
+                            f"'{key}' takes {' or '.join(sorted(spec.json_types))}, not the {kind} given",
                         )
                     )
                 elif isinstance(value, str) and spec.json_types is not None and "string" not in spec.json_types:

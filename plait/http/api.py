@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from plait.engine import Engine
 from plait.errors import InputValidationError
+from plait.http.documents import documents_router
 from plait.http.errors import ApiError, BodyLimit, install
 from plait.runs import Event, Page, Run, RunStatus, StepRecord
 from plait.store import tokens as token_table
@@ -116,7 +117,7 @@ class Namespaces:
             return self.engine
         if namespace not in self.others:
             other = Engine(self.engine.url, namespace=namespace, worker=False)
-            other.register(*self.engine.workflows())
+            other.register(*self.engine.workflows(), *self.engine.registry.connectors)
             self.others[namespace] = other
         return self.others[namespace]
 
@@ -295,6 +296,7 @@ def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_BODY_LIMIT) -> F
         summary = await spaces.get(who.namespace).atick(budget=timedelta(seconds=budget))
         return summary.model_dump()
 
+    app.include_router(documents_router(spaces.get, needs))
     for trigger in engine._http_triggers:
         mount_trigger(app, engine, trigger)
     return app

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 import plait
 from plait.documents.compile import waves
 from plait.documents.validation import DocumentView
-from tests.document_kit import count, enrich, lead_document, registry, slack
+from tests.document_kit import EnrichParams, count, enrich, lead_document, registry, slack
 
 
 def problems_of(doc: Any, **kwargs: Any) -> list[tuple[str, str]]:
@@ -209,7 +209,7 @@ def test_the_python_builder_records_references() -> None:
 
 
 def test_connectors_are_steps_usable_in_the_builder() -> None:
-    flow = plait.workflow("direct", input=plait.documents.connectors.BaseModel).then(enrich)
+    flow = plait.workflow("direct", input=EnrichParams).then(enrich).commit()
     assert isinstance(enrich, plait.Step) and enrich.id == "crm.enrich"
     assert flow is not None
     # The stored input of a connector step never has a hidden field.

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from plait.context import Context
 
 OUTPUT_NODE = "_output"
+ANY: Codec[Any] = Codec(Any)  # shared: building a TypeAdapter per block would dominate compile time
 
 
 class Scope:
@@ -100,12 +101,12 @@ class Compiler:
             elif steps:
                 nodes.append(ParallelNode(f"_wave{number}", tuple(steps)))
             nodes.extend(waits)
-        nodes.append(MapNode(OUTPUT_NODE, self._output_fn(doc), True, Codec(Any)))
+        nodes.append(MapNode(OUTPUT_NODE, self._output_fn(doc), True, ANY))
         return Workflow(
             doc.id,
             version=doc.content_hash(),
             input_codec=codec_for(doc.input),
-            output_codec=Codec(Any),
+            output_codec=ANY,
             nodes=tuple(nodes),
             description=doc.description,
         )
@@ -125,7 +126,7 @@ class Compiler:
         return Step(
             fn=run_block,
             options=options,
-            input_codec=Codec(Any),
+            input_codec=ANY,
             output_codec=made.output_codec,
             takes_context=True,
             is_async=True,

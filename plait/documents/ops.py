@@ -93,7 +93,8 @@ class _Patcher:
     """Applies ops to a working copy of the document, undoing any op that would add a problem."""
 
     def __init__(self, doc: WorkflowDocument, types: TypeSource, actor: Actor) -> None:
-        self.view = DocumentView(copy.deepcopy(doc.to_data()))
+        # model_dump builds fresh data, and ops replace dicts rather than change them: no deep copy needed.
+        self.view = DocumentView(doc.to_data())
         self.types = types
         self.checker = Checker(types)
         self.actor = actor
@@ -121,6 +122,7 @@ class _Patcher:
     def _put(self, block: dict[str, Any]) -> None:
         self.view.blocks[block["id"]] = block
         self.view.changed(block["id"])
+        self.checker.forget_cycles()
         self.sizes[block["id"]] = _size(block)
 
     def _check_size(self) -> None:
@@ -146,6 +148,7 @@ class _Patcher:
 
     def apply(self, op: Any) -> None:
         name = _check_shape(op)
+        self.checker.forget_cycles()
         saved = self._snapshot()
         try:
             getattr(self, f"_op_{name}")(op)

@@ -9,6 +9,7 @@ list indexes), never attributes, so ``{{x.__class__}}`` is just a missing key.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ class Reference:
         return "{{" + ".".join((self.root, *self.path)) + "}}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_reference(inner: str) -> Reference | None:
     """``"enrich.name"`` -> Reference; None when it is not a dotted path of plain names."""
     parts = inner.strip().split(".")
@@ -57,21 +59,34 @@ class Found:
 
 def find_templates(value: Any, where: str) -> Iterator[Found]:
     """Every template inside ``value`` (nested dicts, lists and strings); keys are data, not templates."""
+    if isinstance(value, str):
+        if "{{" in value:
+            yield from _in_text(value, where)
+        return
     stack: list[tuple[Any, str, int]] = [(value, where, 0)]
     while stack:
         item, at, depth = stack.pop()
-        if isinstance(item, str):
-            if "{{" not in item:
-                continue
-            whole = whole_template(item)
-            for match in TEMPLATE.finditer(item):
-                yield Found(at, match.group(1), parse_reference(match.group(1)), whole is not None)
-        elif depth < MAX_DEPTH and isinstance(item, dict):
-            stack.extend((v, f"{at}.{k}", depth + 1) for k, v in reversed(list(item.items())))
-        elif depth < MAX_DEPTH and isinstance(item, list):
-            stack.extend((v, f"{at}[{i}]", depth + 1) for i, v in reversed(list(enumerate(item))))
+        if depth >= MAX_DEPTH:
+            continue
+        pairs = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
+        nested = []
+        for key, sub in pairs:
+            # Paths are built only where a template is: most values hold none.
+            if isinstance(sub, str):
+                if "{{" in sub:
+                    yield from _in_text(sub, f"{at}.{key}" if isinstance(item, dict) else f"{at}[{key}]")
+            elif isinstance(sub, dict | list):
+                nested.append((sub, f"{at}.{key}" if isinstance(item, dict) else f"{at}[{key}]", depth + 1))
+        stack.extend(reversed(nested))
 
 
+def _in_text(text: str, where: str) -> Iterator[Found]:
+    whole = whole_template(text) is not None
+    for match in TEMPLATE.finditer(text):
+        yield Found(where, match.group(1), parse_reference(match.group(1)), whole)
+
+
+@functools.lru_cache(maxsize=4096)
 def whole_template(text: str) -> Reference | None:
     """The reference when ``text`` is exactly one template (keeps its type when rendered)."""
     match = TEMPLATE.fullmatch(text) if text.startswith("{{") else None

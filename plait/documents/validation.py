@@ -204,12 +204,20 @@ class Checker:
 
     def __init__(self, types: TypeSource) -> None:
         self.types = types
+        # Blocks known to be on no cycle: their references and edges need no upstream search.
+        self._acyclic: set[str] = set()
+
+    def forget_cycles(self) -> None:
+        """The graph changed: find out again which blocks are on a cycle."""
+        self._acyclic = set()
 
     # -- one block -----------------------------------------------------------
 
     def check_block(self, view: DocumentView, block_id: str, where: str | None = None) -> list[Problem]:
         block = view.blocks[block_id]
         where = where or view.where(block_id)
+        if block_id not in self._acyclic and not view.depends_on(block_id, block_id):
+            self._acyclic.add(block_id)
         problems: list[Problem] = []
         if not isinstance(block_id, str) or not BLOCK_ID.match(block_id) or block_id in RESERVED_IDS:
             problems.append(invalid_id_problem(block_id, f"{where}.id"))
@@ -402,7 +410,8 @@ class Checker:
                 f"there is no block '{ref.root}'",
                 f"blocks: {', '.join(list(view.blocks)[:30]) or 'none'}",
             )
-        if block_id is not None and (ref.root == block_id or view.depends_on(ref.root, block_id)):
+        on_cycle = block_id is not None and block_id not in self._acyclic
+        if on_cycle and (ref.root == block_id or view.depends_on(ref.root, block_id)):
             return Problem(
                 item.where,
                 "reference_not_upstream",
@@ -430,7 +439,7 @@ class Checker:
             at = f"{where}.after[{index}]"
             if not isinstance(other, str) or other not in view.blocks:
                 problems.append(Problem(at, "unknown_reference", f"there is no block {short(other)} to run after"))
-            elif other == block_id or view.depends_on(other, block_id):
+            elif block_id not in self._acyclic and (other == block_id or view.depends_on(other, block_id)):
                 problems.append(
                     Problem(
                         at,
@@ -482,10 +491,30 @@ class Checker:
                     "give every block its own id",
                 )
             )
-        for block_id in view.blocks:
-            problems.extend(self.check_block(view, block_id))
+        self._acyclic = acyclic_blocks(view)
+        for index, block_id in enumerate(view.blocks):
+            problems.extend(self.check_block(view, block_id, f"blocks[{index}]"))
         problems.extend(self._check_templates(view, None, find_templates(view.output, "output")))
         return problems
+
+
+def acyclic_blocks(view: DocumentView) -> set[str]:
+    """Blocks on no dependency cycle (Kahn's algorithm: what is left over sits on, or after, a cycle)."""
+    waiting = {b: {d for d in view.deps(b) if d in view.blocks} for b in view.blocks}
+    users: dict[str, list[str]] = {}
+    for block_id, deps in waiting.items():
+        for dep in deps:
+            users.setdefault(dep, []).append(block_id)
+    ready = [b for b, deps in waiting.items() if not deps]
+    done: set[str] = set()
+    while ready:
+        current = ready.pop()
+        done.add(current)
+        for user in users.get(current, ()):
+            waiting[user].discard(current)
+            if not waiting[user]:
+                ready.append(user)
+    return done
 
 
 def invalid_id_problem(value: Any, where: str, *, document: bool = False) -> Problem:

@@ -1,4 +1,4 @@
-"""Documents run by the engine on SQLite and PostgreSQL: durable, parallel, retried, cancellable; secrets stay hidden."""
+"""Documents run by the engine on SQLite and PostgreSQL: durable, parallel, retried, cancellable; secrets hidden."""
 
 from __future__ import annotations
 
@@ -342,5 +342,5 @@ def test_connectors_work_as_builder_steps_with_hidden_params(engine: plait.Engin
     flow = plait.workflow("direct", input=Lead).then(to_message).then(slack).commit()
     run = engine.start(flow, {"email": "x@y.z"})
     assert run.result(timeout=30).text == "x@y.z"
-    stored = [s for s in run.steps() if s.step_id == "slack.send"][0]
+    stored = next(s for s in run.steps() if s.step_id == "slack.send")
     assert "token" not in json.dumps(stored.input)

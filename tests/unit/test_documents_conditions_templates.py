@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from plait.documents.conditions import OPERATORS, evaluate
-from plait.documents.templates import Reference, find_templates, render, rename_root
+from plait.documents.templates import Reference, find_templates, rename_root, render
 
 
 @pytest.mark.parametrize(

@@ -411,7 +411,7 @@ class Checker:
                 f"blocks: {', '.join(list(view.blocks)[:30]) or 'none'}",
             )
         on_cycle = block_id is not None and block_id not in self._acyclic
-        if on_cycle and (ref.root == block_id or view.depends_on(ref.root, block_id)):
+        if block_id is not None and on_cycle and (ref.root == block_id or view.depends_on(ref.root, block_id)):
             return Problem(
                 item.where,
                 "reference_not_upstream",

@@ -69,6 +69,8 @@ class DocumentsMixin:
         self.registry = Registry(env=document_env)
         """The connectors this engine's documents may use (``engine.register(connector)`` adds to it)."""
         use_secrets(self._worker, secrets)
+        # Ids of workflows that came from documents: starting one by id reads the latest stored version.
+        self._document_ids: set[str] = set()
 
     def _register_document_item(self, item: object) -> bool:
         """Register a connector or a document (compiled); False for anything else."""
@@ -76,7 +78,7 @@ class DocumentsMixin:
             self.registry.add(item)
             return True
         if isinstance(item, WorkflowDocument):
-            self.register(self.registry.compile(item))
+            self.compile_document(item)
             return True
         return False
 
@@ -85,6 +87,7 @@ class DocumentsMixin:
         workflow = self.registry.compile(document)
         if self._lookup(workflow.id, workflow.version) is None:
             self.register(workflow)
+        self._document_ids.add(workflow.id)
         return self._lookup(workflow.id, workflow.version) or workflow
 
     # -- stored documents ------------------------------------------------------
@@ -247,15 +250,19 @@ class DocumentsMixin:
         """What ``engine.start`` runs for ``workflow``: a document, or a stored document's latest version."""
         if isinstance(workflow, WorkflowDocument):
             return self.compile_document(workflow)
-        if isinstance(workflow, str) and workflow not in self._latest:
+        if isinstance(workflow, str):
             row = await table.get(self._store, self.namespace, workflow)
             if row is not None:
-                return self.compile_document(row.body)
+                # Another process may have stored a newer version: run the latest one.
+                known = self._lookup(workflow, row.hash)
+                return known if known is not None else self.compile_document(row.body)
         return workflow
 
     def _is_document_target(self, workflow: object) -> bool:
         """Whether ``engine.start(workflow, ...)`` must look at documents (never for a registered id)."""
-        return isinstance(workflow, WorkflowDocument) or (isinstance(workflow, str) and workflow not in self._latest)
+        if isinstance(workflow, str):
+            return workflow not in self._latest or workflow in self._document_ids
+        return isinstance(workflow, WorkflowDocument)
 
 
 def version_conflict(document_id: str, latest: int, expected: int) -> DocumentInvalid:

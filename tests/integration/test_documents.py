@@ -321,6 +321,19 @@ def test_a_worker_process_loads_stored_versions(db_url: str) -> None:
         assert worker.get_run(run.id).result(timeout=30)["company"] == "Acme"
 
 
+def test_start_by_id_runs_the_latest_version_another_engine_stored(db_url: str) -> None:
+    with (
+        plait.Engine(db_url, secrets={"SLACK_TOKEN": SECRET}) as first,
+        plait.Engine(db_url, worker=False) as second,
+    ):
+        first.register(enrich, slack)
+        second.register(enrich, slack)
+        first.save_document(doc(lead_document()))
+        assert first.start("lead-notifier", {"email": "a@acme.com"}).result(timeout=30)["sent"] == "Lead Acme in Paris"
+        second.patch_document("lead-notifier", [{"op": "update_block", "id": "notify", "params": {"text": "v2"}}])
+        assert first.start("lead-notifier", {"email": "a@acme.com"}).result(timeout=30)["sent"] == "v2"
+
+
 def test_a_hundred_block_chain_runs(engine: plait.Engine) -> None:
     blocks = [{"id": "b0", "type": "math.count", "params": {"count": 0}}]
     blocks += [

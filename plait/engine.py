@@ -17,6 +17,11 @@ from typing import Any, Literal, TypeVar, overload
 from pydantic import BaseModel
 
 from plait.clock import Clock, SystemClock, to_seconds
+from plait.documents.connectors import Connector
+from plait.documents.model import WorkflowDocument
+from plait.documents.registry import EnvAllowList
+from plait.documents.secrets import SecretSource
+from plait.engine_documents import DocumentsMixin
 from plait.engine_feeds import FeedsMixin
 from plait.engine_schedules import SchedulesMixin
 from plait.engine_signals import SignalsMixin
@@ -51,7 +56,7 @@ T = TypeVar("T")
 DEFAULT_URL = "sqlite:///plait.db"
 
 
-class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
+class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -65,6 +70,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
     ``otel`` extra installed, ``tracing`` emits OpenTelemetry spans.
     ``close()`` lets each step in flight finish and commit for up to
     ``shutdown_grace`` seconds, then hands its run back to the queue.
+    ``secrets`` (a mapping, or a function name -> value) fills connectors'
+    hidden params at each attempt (default: the environment variable of that
+    name); ``document_env`` lists the ``{{env.NAME}}`` names documents may read.
     """
 
     def __init__(
@@ -85,6 +93,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         webhook_max_attempts: int = 5,
         webhook_backoff: float = 1.0,
         shutdown_grace: float = 30.0,
+        secrets: SecretSource | None = None,
+        document_env: EnvAllowList | None = None,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -113,6 +123,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             other_due=lambda: schedule_table.next_due(self._store, namespace),
         )
         self._store.record_events = events
+        self._init_documents(secrets, document_env)
         self._hooks = HookRunner()
         if tracing and tracing_available():
             self._worker.tracer = Tracer()
@@ -248,8 +259,11 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
 
     # -- workflows -----------------------------------------------------------
 
-    def register(self, *items: Workflow[Any, Any] | Queue) -> None:
+    def register(self, *items: Workflow[Any, Any] | Queue | Connector[Any, Any] | WorkflowDocument) -> None:
         """Make workflows (and the child workflows they use) runnable by this engine, and store queue limits.
+
+        Connectors join the engine's registry; documents are compiled (DocumentInvalid
+        lists every problem) and registered as workflows.
 
         Queues named by a workflow or its steps as ``plait.Queue`` objects are
         registered with it; their limits are written to the database, where
@@ -259,9 +273,12 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             if isinstance(item, Queue):
                 self._pending_queues[item.name] = item
                 continue
+            if self._register_document_item(item):
+                continue
             if not isinstance(item, Workflow):
                 raise WorkflowDefinitionError(
-                    f"register() takes committed workflows (builder.commit()) or plait.Queue, got {item!r}"
+                    "register() takes committed workflows (builder.commit()), plait.Queue, connectors or "
+                    f"plait.WorkflowDocument (parse a dict with WorkflowDocument.parse), got {item!r:.200}"
                 )
             versions = self._workflows.setdefault(item.id, {})
             known = versions.get(item.version)
@@ -366,6 +383,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         Input is validated first (InputValidationError, and no run is created).
         The same ``idempotency_key`` (or ``run_id``) returns the existing run.
         """
+        if self._is_document_target(workflow):  # a document, or the id of a stored one
+            workflow = self._loop.run(self._stored_document_workflow(workflow))
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
         row = self._loop.run(self._create(new))
         return RunHandle(self, row.id)
@@ -406,6 +425,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         metadata: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]:
         """Async twin of ``start``."""
+        if self._is_document_target(workflow):  # a document, or the id of a stored one
+            workflow = await self._loop.run_async(self._stored_document_workflow(workflow))
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
         row = await self._loop.run_async(self._create(new))
         return RunHandle(self, row.id)

@@ -16,7 +16,8 @@
     ├── RunCancelled              run.cancelled
     ├── RunStateError             run.state
     ├── StoreUnavailable          store.unavailable
-    └── LeaseLost                 lease.lost
+    ├── LeaseLost                 lease.lost
+    └── DocumentInvalid           document.invalid
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -155,6 +156,23 @@ class LeaseLost(PlaitError):
     """This worker no longer holds the run (its lease expired); its commit was refused."""
 
     code = "lease.lost"
+
+
+class DocumentInvalid(PlaitError):
+    """A workflow document (or a patch) has problems; ``problems`` lists each with its path.
+
+    Each problem is ``{"path", "code", "reason", "hint"}``; codes are the patch
+    skip codes (``unknown_type``, ``invalid_params``, ``cycle``, ...).
+    """
+
+    code = "document.invalid"
+
+    def __init__(self, message: str, *, problems: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "details": self.problems}
 
 
 class RunCancelledSignal(BaseException):

@@ -36,7 +36,7 @@ from plait.run_log import RunLog, public_error
 from plait.steps import Step, takes_context
 from plait.store.base import FOREVER, Lease, NewEvent, Park, RunRow, StepRow, Store, WaitRow
 from plait.tracing import Tracer
-from plait.waiting import Poll, SuspendRequest, approval_event, resume_event
+from plait.waiting import Poll, SkipRequest, SuspendRequest, approval_event, resume_event
 from plait.workflow.graph import (
     BranchNode,
     ChildTask,
@@ -522,6 +522,9 @@ class RunExecution:
                 output_json = self._dump(step.output_codec, output, step.id)
             except (asyncio.CancelledError, RunCancelledSignal):
                 raise
+            except SkipRequest:  # the step chose not to run (a document block's `when`): later reads see null
+                await self._record(key, step.id, attempt, "skipped", input_json, "null", None, started)
+                return None
             except Exception as exc:  # noqa: BLE001 - every failure of user code is recorded, not raised.
                 budget_used += 1
                 error = describe_error(exc, step.id, attempt)

@@ -54,6 +54,14 @@ class SuspendRequest(BaseException):
     payload: Any = field(default=None)
 
 
+class SkipRequest(BaseException):
+    """Internal: raised by a step at attempt start to be recorded ``skipped`` with a null output.
+
+    Document blocks whose ``when`` fails, or that are disabled, raise it. A
+    BaseException so that a step's ``except Exception`` cannot swallow it.
+    """
+
+
 def approval_event(step_id: str) -> str:
     """The inbox name an approval step waits on."""
     return f"approval:{step_id}"

@@ -14,8 +14,9 @@ from pydantic import BaseModel
 
 from plait.engine import Engine
 from plait.errors import InputValidationError
-from plait.http.auth import Admin, Namespaces, Reader, Writer
+from plait.http.auth import Admin, Namespaces, Reader, Writer, needs
 from plait.http.bodies import Decision, Rerun, SafeJsonRoute, SendEvent, StartRun
+from plait.http.documents import documents_router
 from plait.http.errors import install
 from plait.http.guard import BodyDeadline, BodyLimit, RequestGuard
 from plait.http.triggers import mount_trigger
@@ -194,6 +195,7 @@ def create_app(
         summary = await spaces.get(who.namespace).atick(budget=timedelta(seconds=budget))
         return summary.model_dump()
 
+    app.include_router(documents_router(spaces.get, needs))
     for trigger in engine._http_triggers:
         mount_trigger(app, spaces, trigger)
     return app

@@ -40,7 +40,7 @@ class Namespaces:
             return self.engine
         if namespace not in self.others:
             other = Engine(self.engine.url, namespace=namespace, worker=False)
-            other.register(*self.engine.workflows())
+            other.register(*self.engine.workflows(), *self.engine.registry.connectors)
             self.others[namespace] = other
         return self.others[namespace]
 

@@ -22,6 +22,7 @@ STATUS_BY_CODE = {
     "store.unavailable": 503,
     "lease.lost": 409,
     "run.idempotency_conflict": 409,
+    "document.invalid": 422,
 }
 
 

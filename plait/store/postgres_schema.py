@@ -169,4 +169,18 @@ MIGRATIONS: list[str] = [
         revoked_at DOUBLE PRECISION
     );
     """,
+    # workflow documents (issue 13): every version of every document, with the ops that made it.
+    """
+    CREATE TABLE plait_documents (
+        namespace TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        body TEXT NOT NULL,
+        ops TEXT,
+        actor TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, id, version)
+    );
+    """,
 ]

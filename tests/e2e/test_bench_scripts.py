@@ -32,3 +32,16 @@ def test_steps_benchmark_runs_and_prints_its_ratios(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "raw durable commit" in done.stdout and "event log cost" in done.stdout
+
+
+def test_documents_benchmark_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "documents.py"), "--blocks", "30", "--ops", "20", "--chain", "5",
+         "--runs", "2", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "apply_ops" in done.stdout and "document / builder" in done.stdout

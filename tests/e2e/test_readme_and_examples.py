@@ -45,3 +45,13 @@ def test_console_script_reports_the_version() -> None:
     done = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0
     assert done.stdout.strip() == plait.__version__
+
+
+def test_lead_notifier_document_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "lead_notifier.py"
+    shutil.copy(ROOT / "examples" / "lead_notifier.py", script)
+    out = run_python(script, tmp_path)
+    assert (
+        out.strip() == "document version 1: {'company': 'Example', 'notified': 'New lead: Example (ada@example.com)'}"
+    )
+    assert "xoxb-example" not in (tmp_path / "plait-documents.db").read_bytes().decode("utf-8", "replace")

@@ -6,6 +6,7 @@ from plait.engine import Engine
 from plait.errors import (
     DuplicateWorkflow,
     EventTimeout,
+    IdempotencyConflict,
     InputValidationError,
     LeaseLost,
     PlaitError,
@@ -45,6 +46,7 @@ __all__ = [
     "EventTimeout",
     "HookInfo",
     "Hooks",
+    "IdempotencyConflict",
     "InputValidationError",
     "LeaseLost",
     "Page",

@@ -23,6 +23,7 @@ from plait.engine_signals import SignalsMixin
 from plait.engine_triggers import CompletionTrigger, TriggersMixin
 from plait.errors import (
     DuplicateWorkflow,
+    IdempotencyConflict,
     InputValidationError,
     RunNotFound,
     RunStateError,
@@ -30,7 +31,7 @@ from plait.errors import (
     WorkflowNotFound,
 )
 from plait.hooks import Hook, HookRunner, Hooks
-from plait.ids import new_run_id
+from plait.ids import is_valid_run_id, new_run_id
 from plait.loop_thread import LoopThread
 from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
 from plait.queues import Queue, concurrency_key_of
@@ -338,10 +339,12 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         """Start a run and return its handle; the run is durable once this returns.
 
         Input is validated first (InputValidationError, and no run is created).
-        The same ``idempotency_key`` (or ``run_id``) returns the existing run.
+        The same ``idempotency_key`` (or ``run_id``) with the same workflow and
+        input returns the existing run; reused with another workflow or input
+        it raises IdempotencyConflict.
         """
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
-        row = self._loop.run(self._create(new))
+        row = self._loop.run(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
 
     @overload
@@ -381,7 +384,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
     ) -> RunHandle[Any]:
         """Async twin of ``start``."""
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
-        row = await self._loop.run_async(self._create(new))
+        row = await self._loop.run_async(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
 
     def _prepare_run(
@@ -394,6 +397,10 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         delay: timedelta | float | None,
         metadata: Mapping[str, Any] | None,
     ) -> NewRun:
+        if run_id is not None and not is_valid_run_id(run_id):
+            raise InputValidationError(
+                f"run id {run_id!r} is not valid: use 1 to 255 printable characters (no control characters)"
+            )
         if isinstance(workflow, Workflow):
             if self._lookup(workflow.id, workflow.version) is not workflow:
                 self.register(workflow)
@@ -428,7 +435,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             trace_context=current_trace_context(),
         )
 
-    async def _create(self, new: NewRun) -> RunRow:
+    async def _create(self, new: NewRun, *, run_id_given: bool = False) -> RunRow:
         self._ensure_started()
         await self._store_queues()
         # A run that is due now goes straight to this process's worker when it
@@ -442,6 +449,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
                 self._worker.adopt(row, fresh=True)
             elif created:
                 self._worker.wake()
+        if not created:
+            _check_same_request(row, new, run_id_given)
         return row
 
     # -- reading runs --------------------------------------------------------
@@ -594,6 +603,51 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         self._ensure_started()
         self._worker.wake()
         return RunHandle(self, row.id)
+
+
+def _check_same_request(existing: RunRow, new: NewRun, run_id_given: bool) -> None:
+    """Raise IdempotencyConflict unless ``existing`` is the run ``new`` asked for again.
+
+    A retried request (same key or run id, same workflow, same input) gets its
+    run back; anything else would hand the caller someone else's run, or drop
+    its input without a word.
+    """
+    if existing.namespace != new.namespace:
+        # Say nothing of the other namespace's run: not its workflow, not that it exists there.
+        raise IdempotencyConflict(
+            f"run id {new.id!r} cannot be used in namespace '{new.namespace}': choose another run id, or omit it"
+        )
+    what = f"idempotency key {new.idempotency_key!r}" if existing.id != new.id else f"run id {existing.id!r}"
+    if new.idempotency_key is not None and existing.id == new.id and existing.idempotency_key != new.idempotency_key:
+        raise IdempotencyConflict(
+            f"run id {existing.id!r} already exists with another idempotency key; "
+            "send the key it was started with, or choose another run id"
+        )
+    if existing.id != new.id and run_id_given:
+        raise IdempotencyConflict(
+            f"{what} is already used by run {existing.id!r}, not {new.id!r}; "
+            "send the same run id with the same key, or use a new key"
+        )
+    if existing.workflow_id != new.workflow_id:
+        raise IdempotencyConflict(
+            f"{what} was already used to start workflow '{existing.workflow_id}' (run {existing.id}), "
+            f"not '{new.workflow_id}'; use a new key (or run id) for a new run"
+        )
+    if not _same_json(existing.input, new.input):
+        raise IdempotencyConflict(
+            f"{what} was already used to start run {existing.id} of workflow '{existing.workflow_id}' with "
+            "another input; resend the original input, or use a new key (or run id) for a new run"
+        )
+
+
+def _same_json(stored: str, given: str) -> bool:
+    """Whether two JSON texts hold the same value (key order aside)."""
+    if stored == given:
+        return True
+    try:
+        return bool(json.loads(stored) == json.loads(given))
+    except ValueError:
+        return False
 
 
 def _step_id_of(step_key: str) -> str:

@@ -16,7 +16,8 @@
     ├── RunCancelled              run.cancelled
     ├── RunStateError             run.state
     ├── StoreUnavailable          store.unavailable
-    └── LeaseLost                 lease.lost
+    ├── LeaseLost                 lease.lost
+    └── IdempotencyConflict       run.idempotency_conflict
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -162,3 +163,13 @@ class RunCancelledSignal(BaseException):
 
     A BaseException so that a step's ``except Exception`` cannot swallow it.
     """
+
+
+class IdempotencyConflict(PlaitError):
+    """An idempotency key or run id was reused for another workflow or another input.
+
+    The existing run is neither returned nor changed; retry with the original
+    request, or use a new key (or run id) for a new run.
+    """
+
+    code = "run.idempotency_conflict"

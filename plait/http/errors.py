@@ -21,6 +21,7 @@ STATUS_BY_CODE = {
     "workflow.duplicate": 409,
     "store.unavailable": 503,
     "lease.lost": 409,
+    "run.idempotency_conflict": 409,
 }
 
 

@@ -60,7 +60,7 @@ EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_ke
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 CHANNEL = "plait_wakeup"
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def split_schema(url: str, schema: str | None) -> tuple[str, str]:
@@ -70,7 +70,7 @@ def split_schema(url: str, schema: str | None) -> tuple[str, str]:
     from_url = next((value for key, value in query if key == "schema"), None)
     rest = urlencode([(key, value) for key, value in query if key != "schema"])
     chosen = schema or from_url or "public"
-    if not _SCHEMA_NAME.match(chosen):
+    if _SCHEMA_NAME.fullmatch(chosen) is None:
         raise StoreUnavailable(f"invalid PostgreSQL schema name {chosen!r}: use lowercase letters, digits and '_'")
     return urlunsplit(parts._replace(query=rest)), chosen
 

@@ -124,11 +124,16 @@ class Worker:
     # -- claiming ------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        await self.recover_dead_owners()
         idle_polls = 0
+        recovered = False
+        failures = 0
         while not self._stopping:
             try:
+                if not recovered:
+                    await self.recover_dead_owners()
+                    recovered = True
                 claimed = await self._claim_batch()
+                failures = 0
                 if claimed:
                     idle_polls = 0
                     continue
@@ -140,7 +145,14 @@ class Worker:
                 if idle_polls % 40 == 0:
                     await self.recover_dead_owners()
             except StoreUnavailable as exc:
+                failures += 1
                 log.warning("plait worker %s: store unavailable, retrying: %s", self.owner, exc)
+            except Exception:  # this loop is the process's only claimer: it must outlive any one failure
+                failures += 1
+                log.exception("plait worker %s: claiming failed; retrying", self.owner)
+            if failures:
+                # Back off while the store fails (a full disk, an outage): fewer retries, less log.
+                await asyncio.sleep(min(self._poll_interval * 2 ** min(failures, 8), RELEASE_BACKOFF_SECONDS))
             await self._idle()
 
     async def _idle(self) -> None:
@@ -204,6 +216,9 @@ class Worker:
                 cancelled = await self.store.heartbeat(self.owner, list(self._active), self.lease_until())
             except StoreUnavailable as exc:
                 log.warning("plait worker %s: heartbeat failed: %s", self.owner, exc)
+                continue
+            except Exception:  # a dead heartbeat would let every lease of this process expire
+                log.exception("plait worker %s: heartbeat failed", self.owner)
                 continue
             self.cancel_local(cancelled)
 

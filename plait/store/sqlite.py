@@ -6,16 +6,12 @@ Several processes can share one file. Writers take the write lock at BEGIN
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-from plait.errors import StoreUnavailable
 from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_row, queue_row
 from plait.store.base import (
     CLAIMABLE_STATUSES,
@@ -35,11 +31,8 @@ from plait.store.base import (
     lifecycle,
     stale_lease,
 )
+from plait.store.sqlite_connection import Durability, SQLiteConnection
 from plait.store.sqlite_schema import MIGRATIONS
-
-T = TypeVar("T")
-
-Durability = Literal["full", "normal"]
 
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
@@ -59,172 +52,15 @@ _TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _CLAIMABLE_SQL = "(" + ", ".join(f"'{s}'" for s in CLAIMABLE_STATUSES) + ")"
 
 
-def _fail(batch: list[tuple[Any, asyncio.Future[Any]]], error: BaseException) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(error)
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-class SQLiteStore:
+class SQLiteStore(SQLiteConnection):
     """The ``Store`` on one SQLite file. Use from a single thread (the engine's loop)."""
 
     def __init__(self, path: str, *, durability: Durability = "full", lock_timeout: float = 30.0) -> None:
-        self.path = path
-        self.lock_timeout = lock_timeout
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit survives power loss once it returns; NORMAL may lose
-            # the last commits on power loss (never on a process crash).
-            self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._flush_scheduled = False
-        self._active_runs = 0
+        super().__init__(path, durability=durability, lock_timeout=lock_timeout)
         self.record_events = True
-        self._retrying: set[asyncio.Future[None]] = set()
-
-    async def close(self) -> None:
-        self._conn.close()
 
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         """SQLite has no notifications: other processes' work is found by polling."""
-
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in a write transaction and return its result once committed.
-
-        Group commit: writes queued in the same turn of the event loop (steps
-        of different runs finishing together) share one transaction and one
-        fsync. Each runs in its own savepoint, so one that raises (a lost
-        lease, say) is rolled back alone and raises to its caller.
-        """
-        if self._active_runs <= 1 and not self._queue and not self._flush_scheduled:
-            # One run at a time: nobody to share a commit with, so commit now and skip the loop's turn.
-            done = self._write_now(work)
-            if done is not None:
-                return done[0]
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((work, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        result: T = await future
-        return result
-
-    def _write_now(self, work: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
-        """Run ``work`` in its own transaction at once; None if the lock is taken (then it queues)."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
-                return None
-            raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
-        try:
-            result = work(self._conn)
-            self._conn.execute("COMMIT")
-        except BaseException as exc:
-            self._conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
-            raise
-        return (result,)
-
-    def set_concurrency_hint(self, active_runs: int) -> None:
-        self._active_runs = active_runs
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        batch, self._queue = self._queue, []
-        if not batch:
-            return
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_busy(exc):  # another process holds the lock: keep trying without blocking the loop
-                retry = asyncio.ensure_future(self._flush_later(batch))
-                self._retrying.add(retry)
-                retry.add_done_callback(self._retrying.discard)
-                return
-            _fail(batch, StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}"))
-            return
-        except sqlite3.Error as exc:
-            _fail(batch, StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}"))
-            return
-        self._commit_batch(batch)
-
-    async def _flush_later(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]) -> None:
-        try:
-            await self._begin()
-        except StoreUnavailable as exc:
-            _fail(batch, exc)
-            return
-        self._commit_batch(batch)
-
-    def _commit_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]) -> None:
-        """Run every write of the batch in the open transaction, commit once, and answer each caller."""
-        alone = len(batch) == 1  # a savepoint buys nothing when there is nobody to isolate from
-        outcomes: list[tuple[bool, Any]] = []
-        for work, _ in batch:
-            if not alone:
-                self._conn.execute("SAVEPOINT plait_write")
-            try:
-                outcomes.append((True, work(self._conn)))
-                if not alone:
-                    self._conn.execute("RELEASE plait_write")
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller that queued this work
-                if not alone:
-                    self._conn.execute("ROLLBACK TO plait_write")
-                    self._conn.execute("RELEASE plait_write")
-                error = exc
-                if isinstance(exc, sqlite3.Error):
-                    error = StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}")
-                outcomes.append((False, error))
-        try:
-            self._conn.execute("ROLLBACK" if alone and not outcomes[0][0] else "COMMIT")
-        except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
-            failure = StoreUnavailable(f"SQLite database {self.path!r} could not commit: {exc}")
-            outcomes = [(False, failure)] * len(batch)
-        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-            if future.done():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    async def _begin(self) -> None:
-        """BEGIN IMMEDIATE, retrying while another process holds the write lock."""
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.002
-        while True:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc) and time.monotonic() < deadline:
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 0.1)
-                    continue
-                raise StoreUnavailable(f"SQLite database {self.path!r} stayed locked: {exc}") from exc
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
-
-    def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
 
     async def migrate(self) -> None:
         def apply(conn: sqlite3.Connection) -> None:

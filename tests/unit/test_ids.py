@@ -15,9 +15,13 @@ def test_an_id_with_a_trailing_newline_is_not_valid() -> None:
     assert not is_valid_run_id("order-1\n")
 
 
+def _same(ctx: plait.Context, value: int) -> int:
+    return value
+
+
 def test_step_and_workflow_ids_with_a_trailing_newline_are_refused() -> None:
     with pytest.raises(plait.WorkflowDefinitionError):
-        plait.create_step(id="charge\n", input=int, output=int, execute=lambda value: value)
+        plait.create_step(id="charge\n", input=int, output=int, execute=_same)
     with pytest.raises(plait.WorkflowDefinitionError):
         plait.workflow("flow\n", input=int)
 

@@ -522,7 +522,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
 
     async def _steps(self, run_id: str) -> list[StepRecord]:
         await self._get_row(run_id)
-        return [StepRecord.from_row(row) for row in await self._store.load_steps(run_id)]
+        return [StepRecord.from_row(row) for row in await self._store.load_steps(self.namespace, run_id)]
 
     async def _result(self, run_id: str, timeout: float | None) -> Any:
         self._ensure_started()
@@ -584,7 +584,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             )
         keep = {task.id for node in workflow.nodes[:index] for task in node_tasks(node)}
         keep |= {node_id(node) for node in workflow.nodes[:index]}
-        steps = await self._store.load_steps(run_id)
+        steps = await self._store.load_steps(self.namespace, run_id)
         keys = [row.step_key for row in steps if _step_id_of(row.step_key) in keep and row.output is not None]
         now = self.clock.now().timestamp()
         metadata = {**json.loads(source.metadata or "{}"), "rerun_of": run_id, "rerun_from": step_id}
@@ -612,11 +612,6 @@ def _check_same_request(existing: RunRow, new: NewRun, run_id_given: bool) -> No
     run back; anything else would hand the caller someone else's run, or drop
     its input without a word.
     """
-    if existing.namespace != new.namespace:
-        # Say nothing of the other namespace's run: not its workflow, not that it exists there.
-        raise IdempotencyConflict(
-            f"run id {new.id!r} cannot be used in namespace '{new.namespace}': choose another run id, or omit it"
-        )
     what = f"idempotency key {new.idempotency_key!r}" if existing.id != new.id else f"run id {existing.id!r}"
     if new.idempotency_key is not None and existing.id == new.id and existing.idempotency_key != new.idempotency_key:
         raise IdempotencyConflict(

@@ -213,7 +213,9 @@ class Worker:
         while not self._stopping:
             await asyncio.sleep(self._lease_seconds / 3)
             try:
-                cancelled = await self.store.heartbeat(self.owner, list(self._active), self.lease_until())
+                cancelled = await self.store.heartbeat(
+                    self.namespace, self.owner, list(self._active), self.lease_until()
+                )
             except StoreUnavailable as exc:
                 log.warning("plait worker %s: heartbeat failed: %s", self.owner, exc)
                 continue
@@ -243,7 +245,7 @@ class Worker:
             task.cancel()
 
     async def _execute(self, row: RunRow, fresh: bool) -> None:
-        lease = Lease(row.id, row.lease_token)
+        lease = Lease(row.id, row.lease_token, row.namespace)
         final: RunRow | None = None
         execution: RunExecution | None = None
         try:
@@ -251,8 +253,8 @@ class Worker:
             if workflow is None:  # unregistered since the claim: let a worker that has it take over
                 await self.store.release_run(lease, self.clock.now().timestamp())
                 return
-            steps = [] if fresh else await self.store.load_steps(row.id)
-            waits = [] if fresh else await self.store.load_waits(row.id)
+            steps = [] if fresh else await self.store.load_steps(row.namespace, row.id)
+            waits = [] if fresh else await self.store.load_waits(row.namespace, row.id)
             state = {} if fresh else await self._load_state(row.id)
             execution = RunExecution(self, row, workflow, steps, waits, state)
             self._active[row.id] = (self._active[row.id][0], execution)
@@ -319,7 +321,7 @@ class Worker:
         state: dict[str, Any] = {}
         after = 0
         while self.store.record_events:
-            batch = await self.store.read_run_events(run_id, after, 1000)
+            batch = await self.store.read_run_events(self.namespace, run_id, after, 1000)
             for event in batch:
                 if event.type == "state.set" and event.payload:
                     state.update(json.loads(event.payload)["values"])

@@ -43,11 +43,13 @@ EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_ke
 # seq is the run's next number: every writer of a run's events holds the write lock, so it is gap-free.
 EVENT_INSERT = (
     "INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, "
-    "created_at) VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM plait_events WHERE run_id = ?), "
+    "created_at) VALUES (?, ?, ?, "
+    "(SELECT coalesce(max(seq), 0) + 1 FROM plait_events WHERE namespace = ? AND run_id = ?), "
     "?, ?, ?, ?, ?, ?)"
 )
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
+# A run is named by (namespace, id): every row of a run carries its namespace, and every lookup names both.
 _TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _CLAIMABLE_SQL = "(" + ", ".join(f"'{s}'" for s in CLAIMABLE_STATUSES) + ")"
 
@@ -69,9 +71,12 @@ class SQLiteStore(SQLiteConnection):
             current = row[0] or 0
             for version, script in enumerate(MIGRATIONS, start=1):
                 if version > current:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    if callable(script):
+                        script(conn)
+                    else:
+                        for statement in script.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
                     conn.execute("INSERT INTO plait_schema (version) VALUES (?)", (version,))
 
         await self._write(apply)
@@ -107,14 +112,18 @@ class SQLiteStore(SQLiteConnection):
             if run.owner:
                 created.append(lifecycle(run, "run.started", None, run.created_at))
             self._insert_events(conn, created)
-            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND id = ?", (run.namespace, run.id)
+            ).fetchone()
             return RunRow(*row), True
 
         return await self._write(insert)
 
     @staticmethod
     def _find_existing(conn: sqlite3.Connection, run: NewRun) -> RunRow | None:
-        row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+        row = conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND id = ?", (run.namespace, run.id)
+        ).fetchone()
         if row is None and run.idempotency_key is not None:
             row = conn.execute(
                 f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND idempotency_key = ?",
@@ -171,16 +180,17 @@ class SQLiteStore(SQLiteConnection):
                 return []
             waited = dict(
                 conn.execute(
-                    "SELECT id, wait_info FROM plait_runs WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(ids),),
+                    "SELECT id, wait_info FROM plait_runs WHERE namespace = ? "
+                    "AND id IN (SELECT value FROM json_each(?))",
+                    (namespace, json.dumps(ids)),
                 ).fetchall()
             )
             claimed = conn.execute(
                 "UPDATE plait_runs SET status = 'running', owner = ?, lease_expires_at = ?, "
                 "lease_token = lease_token + 1, started_at = coalesce(started_at, ?), status_message = NULL, "
-                "wait_info = NULL, updated_at = ? WHERE id IN (SELECT value FROM json_each(?)) "
+                "wait_info = NULL, updated_at = ? WHERE namespace = ? AND id IN (SELECT value FROM json_each(?)) "
                 f"RETURNING {RUN_COLUMNS}",
-                (owner, lease_until, now, now, json.dumps(ids)),
+                (owner, lease_until, now, now, namespace, json.dumps(ids)),
             ).fetchall()
             first = {c.id for c in candidates if c.first_start}
             self._insert_events(
@@ -308,30 +318,32 @@ class SQLiteStore(SQLiteConnection):
         )
         return [row[0] for row in rows]
 
-    async def heartbeat(self, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
+    async def heartbeat(self, namespace: str, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
         def beat(conn: sqlite3.Connection) -> list[str]:
             # Only runs this worker still executes: one it failed to hand back must expire.
             conn.execute(
-                "UPDATE plait_runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running' "
+                "UPDATE plait_runs SET lease_expires_at = ? WHERE namespace = ? AND owner = ? AND status = 'running' "
                 "AND id IN (SELECT value FROM json_each(?))",
-                (lease_until, owner, json.dumps(run_ids)),
+                (lease_until, namespace, owner, json.dumps(run_ids)),
             )
             conn.execute(
                 "UPDATE plait_slots SET expires_at = ? WHERE run_id IN (SELECT value FROM json_each(?))",
                 (lease_until, json.dumps(run_ids)),
             )
             rows = conn.execute(
-                "SELECT id FROM plait_runs WHERE id IN (SELECT value FROM json_each(?)) AND status = 'cancelled'",
-                (json.dumps(run_ids),),
+                "SELECT id FROM plait_runs WHERE namespace = ? AND id IN (SELECT value FROM json_each(?)) "
+                "AND status = 'cancelled'",
+                (namespace, json.dumps(run_ids)),
             ).fetchall()
             return [row[0] for row in rows]
 
         return await self._write(beat)
 
-    async def load_steps(self, run_id: str) -> list[StepRow]:
+    async def load_steps(self, namespace: str, run_id: str) -> list[StepRow]:
         rows = self._read(
-            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE run_id = ? ORDER BY started_at, step_key, attempt",
-            (run_id,),
+            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE namespace = ? AND run_id = ? "
+            "ORDER BY started_at, step_key, attempt",
+            (namespace, run_id),
         )
         return [StepRow(*row) for row in rows]
 
@@ -342,17 +354,19 @@ class SQLiteStore(SQLiteConnection):
         A read is enough: the transaction holds the write lock, so nobody can
         take the run over between this check and the commit.
         """
-        row = conn.execute("SELECT status, lease_token FROM plait_runs WHERE id = ?", (lease.run_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status, lease_token FROM plait_runs WHERE namespace = ? AND id = ?", (lease.namespace, lease.run_id)
+        ).fetchone()
         if row is not None and row[0] == "running" and row[1] == lease.token:
             return
         raise stale_lease(lease, row)
 
     @staticmethod
-    def _insert_step(conn: sqlite3.Connection, step: StepRow) -> None:
+    def _insert_step(conn: sqlite3.Connection, namespace: str, step: StepRow) -> None:
         conn.execute(
-            f"INSERT INTO plait_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
+                namespace, step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
                 step.error, step.started_at, step.finished_at,
             ),
         )  # fmt: skip
@@ -360,7 +374,7 @@ class SQLiteStore(SQLiteConnection):
     async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
         def record(conn: sqlite3.Connection) -> None:
             self._fence(conn, lease)
-            self._insert_step(conn, step)
+            self._insert_step(conn, lease.namespace, step)
             self._insert_events(conn, events)
 
         await self._write(record)
@@ -377,10 +391,11 @@ class SQLiteStore(SQLiteConnection):
         if self.record_events and events:
             conn.executemany(EVENT_INSERT, [event_values(e) for e in events])
 
-    async def read_run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
+    async def read_run_events(self, namespace: str, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
         rows = self._read(
-            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (run_id, after_seq, limit),
+            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = ? AND run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (namespace, run_id, after_seq, limit),
         )
         return [EventRow(*row) for row in rows]
 
@@ -411,18 +426,18 @@ class SQLiteStore(SQLiteConnection):
         def finish(conn: sqlite3.Connection) -> None:
             self._fence(conn, lease)
             if last_step is not None:
-                self._insert_step(conn, last_step)
+                self._insert_step(conn, lease.namespace, last_step)
             self._insert_events(conn, events)
             conn.execute(
                 "UPDATE plait_runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, "
-                "owner = NULL, lease_expires_at = NULL, wait_info = NULL WHERE id = ?",
-                (status, output, error, now, now, lease.run_id),
+                "owner = NULL, lease_expires_at = NULL, wait_info = NULL WHERE namespace = ? AND id = ?",
+                (status, output, error, now, now, lease.namespace, lease.run_id),
             )
             # A parent parked on this child run continues now.
             conn.execute(
-                "UPDATE plait_runs SET ready_at = ? WHERE status = 'waiting' "
-                "AND id = (SELECT parent_run_id FROM plait_runs WHERE id = ?)",
-                (now, lease.run_id),
+                "UPDATE plait_runs SET ready_at = ? WHERE namespace = ? AND status = 'waiting' "
+                "AND id = (SELECT parent_run_id FROM plait_runs WHERE namespace = ? AND id = ?)",
+                (now, lease.namespace, lease.namespace, lease.run_id),
             )
 
         await self._write(finish)
@@ -431,8 +446,9 @@ class SQLiteStore(SQLiteConnection):
         def release(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE plait_runs SET status = 'pending', owner = NULL, lease_expires_at = NULL, updated_at = ?, "
-                "ready_at = coalesce(?, ready_at) WHERE id = ? AND lease_token = ? AND status = 'running'",
-                (now, ready_at, lease.run_id, lease.token),
+                "ready_at = coalesce(?, ready_at) WHERE namespace = ? AND id = ? AND lease_token = ? "
+                "AND status = 'running'",
+                (now, ready_at, lease.namespace, lease.run_id, lease.token),
             )
 
         await self._write(release)
@@ -441,11 +457,11 @@ class SQLiteStore(SQLiteConnection):
         def cancel(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = ? AND namespace = ? "
-                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.namespace = ? AND r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'cancelled', finished_at = ?, updated_at = ?, owner = NULL, "
-                f"lease_expires_at = NULL WHERE id IN (SELECT id FROM tree) AND status NOT IN {_TERMINAL_SQL} "
-                "RETURNING id, workflow_id",
-                (run_id, namespace, now, now),
+                f"lease_expires_at = NULL WHERE namespace = ? AND id IN (SELECT id FROM tree) "
+                f"AND status NOT IN {_TERMINAL_SQL} RETURNING id, workflow_id",
+                (run_id, namespace, namespace, now, now, namespace),
             ).fetchall()
             self._insert_events(conn, [NewEvent(namespace, row[0], row[1], "run.cancelled", now) for row in rows])
             return [row[0] for row in rows]
@@ -457,11 +473,11 @@ class SQLiteStore(SQLiteConnection):
             # Failed child runs are reopened too, so the retried parent finds them running again.
             rows = conn.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = ? AND namespace = ? "
-                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.namespace = ? AND r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'pending', error = NULL, finished_at = NULL, ready_at = ?, "
-                "retried_at = ?, updated_at = ? WHERE id IN (SELECT id FROM tree) AND status = 'failed' "
-                "RETURNING id, workflow_id",
-                (run_id, namespace, now, now, now),
+                "retried_at = ?, updated_at = ? WHERE namespace = ? AND id IN (SELECT id FROM tree) "
+                "AND status = 'failed' RETURNING id, workflow_id",
+                (run_id, namespace, namespace, now, now, now, namespace),
             ).fetchall()
             self._insert_events(conn, [NewEvent(namespace, row[0], row[1], "run.retried", now) for row in rows])
 
@@ -478,19 +494,23 @@ class SQLiteStore(SQLiteConnection):
                 ),
             )  # fmt: skip
             conn.execute(
-                f"INSERT INTO plait_steps ({STEP_COLUMNS}) SELECT ?, step_key, step_id, attempt, status, input, "
-                "output, error, started_at, finished_at FROM plait_steps WHERE run_id = ? AND output IS NOT NULL "
-                "AND step_key IN (SELECT value FROM json_each(?))",
-                (run.id, source_run_id, json.dumps(step_keys)),
+                f"INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) SELECT namespace, ?, step_key, step_id, attempt, "
+                "status, input, output, error, started_at, finished_at FROM plait_steps WHERE namespace = ? "
+                "AND run_id = ? AND output IS NOT NULL AND step_key IN (SELECT value FROM json_each(?))",
+                (run.id, run.namespace, source_run_id, json.dumps(step_keys)),
             )
-            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND id = ?", (run.namespace, run.id)
+            ).fetchone()
             self._insert_events(conn, [lifecycle(run, "run.created", {"rerun_of": source_run_id}, run.created_at)])
             return RunRow(*row)
 
         return await self._write(fork)
 
-    async def load_waits(self, run_id: str) -> list[WaitRow]:
-        rows = self._read(f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE run_id = ?", (run_id,))
+    async def load_waits(self, namespace: str, run_id: str) -> list[WaitRow]:
+        rows = self._read(
+            f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE namespace = ? AND run_id = ?", (namespace, run_id)
+        )
         return [WaitRow(*row) for row in rows]
 
     async def park_run(self, lease: Lease, park: Park, now: float, events: Sequence[NewEvent] = ()) -> None:
@@ -500,30 +520,36 @@ class SQLiteStore(SQLiteConnection):
             if park.wait is not None:
                 wait = park.wait
                 conn.execute(
-                    f"INSERT OR REPLACE INTO plait_waits ({WAIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO plait_waits (namespace, {WAIT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        wait.run_id, wait.step_key, wait.kind, wait.wake_at, wait.deadline, wait.event_name,
-                        wait.state, wait.created_at,
+                        lease.namespace, wait.run_id, wait.step_key, wait.kind, wait.wake_at, wait.deadline,
+                        wait.event_name, wait.state, wait.created_at,
                     ),
                 )  # fmt: skip
             if park.clear_events is not None:
-                conn.execute("DELETE FROM plait_inbox WHERE run_id = ? AND name = ?", (lease.run_id, park.clear_events))
+                conn.execute(
+                    "DELETE FROM plait_inbox WHERE namespace = ? AND run_id = ? AND name = ?",
+                    (lease.namespace, lease.run_id, park.clear_events),
+                )
             ready_at = park.ready_at
             if park.wake_on is not None:
                 raced = conn.execute(
-                    "SELECT 1 FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL LIMIT 1",
-                    (lease.run_id, park.wake_on),
+                    "SELECT 1 FROM plait_inbox WHERE namespace = ? AND run_id = ? AND name = ? "
+                    "AND consumed_by IS NULL LIMIT 1",
+                    (lease.namespace, lease.run_id, park.wake_on),
                 ).fetchone()
                 ready_at = now if raced else ready_at
             if park.wake_if_done is not None:
                 done = conn.execute(
-                    f"SELECT 1 FROM plait_runs WHERE id = ? AND status IN {_TERMINAL_SQL}", (park.wake_if_done,)
+                    f"SELECT 1 FROM plait_runs WHERE namespace = ? AND id = ? AND status IN {_TERMINAL_SQL}",
+                    (lease.namespace, park.wake_if_done),
                 ).fetchone()
                 ready_at = now if done else ready_at
             conn.execute(
                 "UPDATE plait_runs SET status = ?, ready_at = ?, wait_info = ?, owner = NULL, lease_expires_at = NULL, "
-                "updated_at = ? WHERE id = ?",
-                (park.status, ready_at, park.wait_info, now, lease.run_id),
+                "updated_at = ? WHERE namespace = ? AND id = ?",
+                (park.status, ready_at, park.wait_info, now, lease.namespace, lease.run_id),
             )
 
         await self._write(do_park)
@@ -533,26 +559,26 @@ class SQLiteStore(SQLiteConnection):
     ) -> str | None:
         def consume(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
-                "SELECT id, payload FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL "
-                "ORDER BY id LIMIT 1",
-                (lease.run_id, name),
+                "SELECT id, payload FROM plait_inbox WHERE namespace = ? AND run_id = ? AND name = ? "
+                "AND consumed_by IS NULL ORDER BY id LIMIT 1",
+                (lease.namespace, lease.run_id, name),
             ).fetchone()
             if row is None:
                 return None
             self._fence(conn, lease)
             conn.execute("UPDATE plait_inbox SET consumed_by = ? WHERE id = ?", (step_key, row[0]))
             if record is not None:
-                self._insert_step(conn, replace(record, output=row[1]))
+                self._insert_step(conn, lease.namespace, replace(record, output=row[1]))
             self._insert_events(conn, events)
             return str(row[1])
 
         return await self._write(consume)
 
-    async def peek_event(self, run_id: str, name: str) -> str | None:
+    async def peek_event(self, namespace: str, run_id: str, name: str) -> str | None:
         rows = self._read(
-            "SELECT payload FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL "
+            "SELECT payload FROM plait_inbox WHERE namespace = ? AND run_id = ? AND name = ? AND consumed_by IS NULL "
             "ORDER BY id DESC LIMIT 1",
-            (run_id, name),
+            (namespace, run_id, name),
         )
         return str(rows[0][0]) if rows else None
 
@@ -569,15 +595,16 @@ class SQLiteStore(SQLiteConnection):
             repeated = (
                 event_id is not None
                 and conn.execute(
-                    "SELECT 1 FROM plait_inbox WHERE run_id = ? AND event_id = ?", (run_id, event_id)
+                    "SELECT 1 FROM plait_inbox WHERE namespace = ? AND run_id = ? AND event_id = ?",
+                    (namespace, run_id, event_id),
                 ).fetchone()
             )
             if repeated or found[0] in TERMINAL_STATUSES:
                 return ("duplicate" if repeated else str(found[0])), False
             cursor = conn.execute(
-                "INSERT INTO plait_inbox (run_id, name, event_id, payload, created_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                (run_id, name, event_id, payload, now),
+                "INSERT INTO plait_inbox (namespace, run_id, name, event_id, payload, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (namespace, run_id, name, event_id, payload, now),
             )
             if cursor.rowcount:
                 received = {"name": name, "event_id": event_id}
@@ -586,8 +613,9 @@ class SQLiteStore(SQLiteConnection):
                 )
             if cursor.rowcount and found[0] == wakes:
                 conn.execute(
-                    "UPDATE plait_runs SET status = 'waiting', ready_at = ?, updated_at = ? WHERE id = ?",
-                    (now, now, run_id),
+                    "UPDATE plait_runs SET status = 'waiting', ready_at = ?, updated_at = ? "
+                    "WHERE namespace = ? AND id = ?",
+                    (now, now, namespace, run_id),
                 )
             return str(found[0]), cursor.rowcount == 1
 
@@ -612,8 +640,14 @@ class SQLiteStore(SQLiteConnection):
             ]
             chosen = json.dumps(ids)
             for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events"):
-                conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (chosen,))
-            conn.execute("DELETE FROM plait_runs WHERE id IN (SELECT value FROM json_each(?))", (chosen,))
+                conn.execute(
+                    f"DELETE FROM {table} WHERE namespace = ? AND run_id IN (SELECT value FROM json_each(?))",
+                    (namespace, chosen),
+                )
+            conn.execute(
+                "DELETE FROM plait_runs WHERE namespace = ? AND id IN (SELECT value FROM json_each(?))",
+                (namespace, chosen),
+            )
             return len(ids)
 
         return await self._write(prune)

@@ -144,3 +144,54 @@ def test_http_key_reused_on_another_workflow_answers_409(api_url: str, db_url: s
         )
         assert changed.status_code == 409
     assert count_runs(db_url) == 1
+
+
+class Paid(BaseModel):
+    ok: bool
+
+
+awaiting = plait.workflow("awaiting", input=Order).then(charge).wait_for_event("paid", schema=Paid).commit()
+
+
+def test_two_namespaces_each_have_their_own_run_r1(db_url: str) -> None:
+    with plait.Engine(db_url, namespace="a") as a, plait.Engine(db_url, namespace="b") as b:
+        run_a = a.start(awaiting, {"customer": "ann", "amount": 5}, run_id="r1")
+        run_b = b.start(charging, {"customer": "bob", "amount": 7}, run_id="r1")
+        assert run_a.id == run_b.id == "r1"
+        assert run_b.result(timeout=10) == "charged bob 7"
+        a.run_until_idle()
+        assert run_a.status == "waiting"
+        # Each namespace sees its own r1: its workflow, its steps, its events.
+        assert a.get_run("r1").info().workflow_id == "awaiting"
+        assert b.get_run("r1").info().workflow_id == "charging"
+        assert [s.output for s in b.get_run("r1").steps()] == ["charged bob 7"]
+        assert [s.step_id for s in a.get_run("r1").steps()] == ["charge"]
+        # An event sent in b goes to b's r1 (whose workflow waits for nothing): a's r1 keeps waiting.
+        with pytest.raises(plait.InputValidationError, match="'charging' never waits"):
+            b.send_event("r1", "paid", {"ok": True})
+        a.run_until_idle()
+        assert a.get_run("r1").status == "waiting"
+        a.send_event("r1", "paid", {"ok": True})
+        assert run_a.result(timeout=10) == Paid(ok=True)
+        assert a.cancel("r1") is False and b.cancel("r1") is False
+        assert run_sql(db_url, "SELECT namespace, status FROM plait_runs WHERE id = 'r1' ORDER BY namespace") == [
+            ("a", "succeeded"),
+            ("b", "succeeded"),
+        ]
+        # Each run's event log is numbered on its own.
+        firsts = "SELECT namespace, min(seq), count(*) FROM plait_events WHERE run_id = 'r1' GROUP BY namespace"
+        assert [row[:2] for row in sorted(run_sql(db_url, firsts))] == [("a", 1), ("b", 1)]
+
+
+def test_a_run_id_of_another_namespace_is_neither_found_nor_confirmed(db_url: str) -> None:
+    with plait.Engine(db_url, namespace="a") as a, plait.Engine(db_url, namespace="b", worker=False) as b:
+        a.start(charging, {"customer": "ann", "amount": 5}, run_id="secret-order").result(timeout=10)
+        with pytest.raises(plait.RunNotFound):
+            b.get_run("secret-order")
+        with pytest.raises(plait.RunNotFound):
+            b.cancel("secret-order")
+        # Starting it in b creates b's own run: no conflict, no trace of a's run.
+        mine = b.start(refunding, {"customer": "eve", "amount": 1}, run_id="secret-order")
+        assert mine.info().workflow_id == "refunding" and mine.info().input == {"customer": "eve", "amount": 1}
+    with plait.Engine(db_url, namespace="a", worker=False) as a:
+        assert a.get_run("secret-order").info().workflow_id == "charging"

@@ -28,6 +28,7 @@ from plait.engine_signals import SignalsMixin
 from plait.engine_triggers import CompletionTrigger, TriggersMixin
 from plait.errors import (
     DuplicateWorkflow,
+    IdempotencyConflict,
     InputValidationError,
     RunNotFound,
     RunStateError,
@@ -35,6 +36,7 @@ from plait.errors import (
     WorkflowNotFound,
 )
 from plait.hooks import Hook, HookRunner, Hooks
+from plait.ids import is_valid_run_id
 from plait.loop_thread import LoopThread
 from plait.new_runs import new_run_row
 from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
@@ -381,12 +383,14 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         """Start a run and return its handle; the run is durable once this returns.
 
         Input is validated first (InputValidationError, and no run is created).
-        The same ``idempotency_key`` (or ``run_id``) returns the existing run.
+        The same ``idempotency_key`` (or ``run_id``) with the same workflow and
+        input returns the existing run; reused with another workflow or input
+        it raises IdempotencyConflict.
         """
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = self._loop.run(self._stored_document_workflow(workflow))
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
-        row = self._loop.run(self._create(new))
+        row = self._loop.run(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
 
     @overload
@@ -428,7 +432,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = await self._loop.run_async(self._stored_document_workflow(workflow))
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
-        row = await self._loop.run_async(self._create(new))
+        row = await self._loop.run_async(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
 
     def _prepare_run(
@@ -441,6 +445,10 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         delay: timedelta | float | None,
         metadata: Mapping[str, Any] | None,
     ) -> NewRun:
+        if run_id is not None and not is_valid_run_id(run_id):
+            raise InputValidationError(
+                f"run id {run_id!r} is not valid: use 1 to 255 printable characters (no control characters)"
+            )
         if isinstance(workflow, Workflow):
             if self._lookup(workflow.id, workflow.version) is not workflow:
                 self.register(workflow)
@@ -475,7 +483,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
             trace_context=current_trace_context(),
         )
 
-    async def _create(self, new: NewRun) -> RunRow:
+    async def _create(self, new: NewRun, *, run_id_given: bool = False) -> RunRow:
         self._ensure_started()
         await self._store_queues()
         # A run that is due now goes straight to this process's worker when it
@@ -490,6 +498,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
                 self._worker.adopt(row, fresh=True)
             elif created:
                 self._worker.wake()
+        if not created:
+            _check_same_request(row, new, run_id_given)
         return row
 
     # -- reading runs --------------------------------------------------------
@@ -561,7 +571,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
 
     async def _steps(self, run_id: str) -> list[StepRecord]:
         await self._get_row(run_id)
-        return [StepRecord.from_row(row) for row in await self._store.load_steps(run_id)]
+        return [StepRecord.from_row(row) for row in await self._store.load_steps(self.namespace, run_id)]
 
     async def _result(self, run_id: str, timeout: float | None) -> Any:
         self._ensure_started()
@@ -623,7 +633,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
             )
         keep = {task.id for node in workflow.nodes[:index] for task in node_tasks(node)}
         keep |= {node_id(node) for node in workflow.nodes[:index]}
-        steps = await self._store.load_steps(run_id)
+        steps = await self._store.load_steps(self.namespace, run_id)
         keys = [row.step_key for row in steps if _step_id_of(row.step_key) in keep and row.output is not None]
         now = self.clock.now().timestamp()
         metadata = {**json.loads(source.metadata or "{}"), "rerun_of": run_id, "rerun_from": step_id}
@@ -639,6 +649,46 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         self._ensure_started()
         self._worker.wake()
         return RunHandle(self, row.id)
+
+
+def _check_same_request(existing: RunRow, new: NewRun, run_id_given: bool) -> None:
+    """Raise IdempotencyConflict unless ``existing`` is the run ``new`` asked for again.
+
+    A retried request (same key or run id, same workflow, same input) gets its
+    run back; anything else would hand the caller someone else's run, or drop
+    its input without a word.
+    """
+    what = f"idempotency key {new.idempotency_key!r}" if existing.id != new.id else f"run id {existing.id!r}"
+    if new.idempotency_key is not None and existing.id == new.id and existing.idempotency_key != new.idempotency_key:
+        raise IdempotencyConflict(
+            f"run id {existing.id!r} already exists with another idempotency key; "
+            "send the key it was started with, or choose another run id"
+        )
+    if existing.id != new.id and run_id_given:
+        raise IdempotencyConflict(
+            f"{what} is already used by run {existing.id!r}, not {new.id!r}; "
+            "send the same run id with the same key, or use a new key"
+        )
+    if existing.workflow_id != new.workflow_id:
+        raise IdempotencyConflict(
+            f"{what} was already used to start workflow '{existing.workflow_id}' (run {existing.id}), "
+            f"not '{new.workflow_id}'; use a new key (or run id) for a new run"
+        )
+    if not _same_json(existing.input, new.input):
+        raise IdempotencyConflict(
+            f"{what} was already used to start run {existing.id} of workflow '{existing.workflow_id}' with "
+            "another input; resend the original input, or use a new key (or run id) for a new run"
+        )
+
+
+def _same_json(stored: str, given: str) -> bool:
+    """Whether two JSON texts hold the same value (key order aside)."""
+    if stored == given:
+        return True
+    try:
+        return bool(json.loads(stored) == json.loads(given))
+    except ValueError:
+        return False
 
 
 def _step_id_of(step_key: str) -> str:

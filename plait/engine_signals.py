@@ -66,8 +66,10 @@ class SignalsMixin:
         Only asked when waits for one name differ in schema, so each payload is
         checked against the schema of the wait that will receive it.
         """
-        consumed, pending = await inbox.event_uses(self._store, run_id, name)
-        done = consumed | {s.step_key for s in await self._store.load_steps(run_id) if s.output is not None}
+        consumed, pending = await inbox.event_uses(self._store, self.namespace, run_id, name)
+        done = consumed | {
+            s.step_key for s in await self._store.load_steps(self.namespace, run_id) if s.output is not None
+        }
         open_waits = [w for w in waits if w.id not in done]
         return open_waits[min(pending, len(open_waits) - 1)] if open_waits else waits[-1]
 

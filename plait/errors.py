@@ -17,7 +17,8 @@
     ├── RunStateError             run.state
     ├── StoreUnavailable          store.unavailable
     ├── LeaseLost                 lease.lost
-    └── DocumentInvalid           document.invalid
+    ├── DocumentInvalid           document.invalid
+    └── IdempotencyConflict       run.idempotency_conflict
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -180,3 +181,13 @@ class RunCancelledSignal(BaseException):
 
     A BaseException so that a step's ``except Exception`` cannot swallow it.
     """
+
+
+class IdempotencyConflict(PlaitError):
+    """An idempotency key or run id was reused for another workflow or another input.
+
+    The existing run is neither returned nor changed; retry with the original
+    request, or use a new key (or run id) for a new run.
+    """
+
+    code = "run.idempotency_conflict"

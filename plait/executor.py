@@ -132,7 +132,7 @@ class RunExecution:
         self.waits = {wait.step_key: wait for wait in waits or []}
         self.run = run
         self.workflow = workflow
-        self.lease = Lease(run.id, run.lease_token)
+        self.lease = Lease(run.id, run.lease_token, run.namespace)
         self.run_id = run.id
         self.workflow_input: Any = workflow.input_codec.load(run.input)
         self.outputs_by_step: dict[str, str] = {}
@@ -558,7 +558,8 @@ class RunExecution:
         if queue is None:
             yield
             return
-        holder = f"{self.run_id}:{key}"
+        # Unambiguous across namespaces: two namespaces may each run an "r1" on one queue.
+        holder = json.dumps([self.run.namespace, self.run_id, key])
         store = self.host.store
         while True:
             retry_in = await store.acquire_slot(
@@ -596,7 +597,7 @@ class RunExecution:
         wait = self.waits.get(key)
         polling = wait is not None and wait.kind == "poll"
         if wait is not None and wait.kind == "resume":
-            data = await self.host.store.peek_event(self.run_id, resume_event(key))
+            data = await self.host.store.peek_event(self.run.namespace, self.run_id, resume_event(key))
             if data is not None:
                 ctx.resume_data = step.resume_codec.load(data) if step.resume_codec else json.loads(data)
         self._contexts.add(ctx)

@@ -14,12 +14,24 @@ WorkflowId = NewType("WorkflowId", str)
 
 # Step ids appear inside step keys ("enrich[3]", "refine#2", "child/fetch"),
 # so they must not contain the characters that build those keys.
-_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline.
+_ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
 
 
 def is_valid_id(value: str) -> bool:
     """Whether ``value`` can name a step or a workflow."""
-    return bool(_ID_PATTERN.match(value))
+    return _ID_PATTERN.fullmatch(value) is not None
+
+
+# A run id chosen by the caller: printable text (no control characters, which
+# PostgreSQL refuses as NUL and logs would print raw, and no lone surrogates,
+# which no database can store).
+_RUN_ID_PATTERN = re.compile(r"[^\x00-\x1f\x7f\ud800-\udfff]{1,255}")
+
+
+def is_valid_run_id(value: str) -> bool:
+    """Whether ``value`` can be a caller-chosen run id."""
+    return _RUN_ID_PATTERN.fullmatch(value) is not None
 
 
 def new_run_id() -> RunId:

@@ -262,14 +262,14 @@ class RunHandle(Generic[O_co]):
         With ``follow=False`` it stops at the end of the history so far.
         """
         while True:
-            batch = self._sync(self._engine._store.read_run_events(self.id, after, 500))
+            batch = self._sync(self._engine._store.read_run_events(self._engine.namespace, self.id, after, 500))
             yield from batch_events(batch)
             if batch:
                 after = batch[-1].seq
                 continue
             if not follow or self._sync(self._engine._get_row(self.id)).is_terminal:
                 # Read once more: the final events commit with the final status.
-                tail = self._sync(self._engine._store.read_run_events(self.id, after, 500))
+                tail = self._sync(self._engine._store.read_run_events(self._engine.namespace, self.id, after, 500))
                 yield from batch_events(tail)
                 if not tail:
                     return
@@ -280,14 +280,16 @@ class RunHandle(Generic[O_co]):
     async def aevents(self, after: int = 0, *, follow: bool = True, poll: float = 0.05) -> AsyncIterator[Event]:
         """Async twin of ``events``."""
         while True:
-            batch = await self._async(self._engine._store.read_run_events(self.id, after, 500))
+            batch = await self._async(self._engine._store.read_run_events(self._engine.namespace, self.id, after, 500))
             for event in batch_events(batch):
                 yield event
             if batch:
                 after = batch[-1].seq
                 continue
             if not follow or (await self._async(self._engine._get_row(self.id))).is_terminal:
-                tail = await self._async(self._engine._store.read_run_events(self.id, after, 500))
+                tail = await self._async(
+                    self._engine._store.read_run_events(self._engine.namespace, self.id, after, 500)
+                )
                 for event in batch_events(tail):
                     yield event
                 if not tail:

@@ -131,11 +131,16 @@ class Worker:
     # -- claiming ------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        await self.recover_dead_owners()
         idle_polls = 0
+        recovered = False
+        failures = 0
         while not self._stopping:
             try:
+                if not recovered:
+                    await self.recover_dead_owners()
+                    recovered = True
                 claimed = await self._claim_batch()
+                failures = 0
                 if claimed:
                     idle_polls = 0
                     continue
@@ -147,7 +152,14 @@ class Worker:
                 if idle_polls % 40 == 0:
                     await self.recover_dead_owners()
             except StoreUnavailable as exc:
+                failures += 1
                 log.warning("plait worker %s: store unavailable, retrying: %s", self.owner, exc)
+            except Exception:  # this loop is the process's only claimer: it must outlive any one failure
+                failures += 1
+                log.exception("plait worker %s: claiming failed; retrying", self.owner)
+            if failures:
+                # Back off while the store fails (a full disk, an outage): fewer retries, less log.
+                await asyncio.sleep(min(self._poll_interval * 2 ** min(failures, 8), RELEASE_BACKOFF_SECONDS))
             await self._idle()
 
     async def _idle(self) -> None:
@@ -210,9 +222,14 @@ class Worker:
         while not self._stopping:
             await asyncio.sleep(self._lease_seconds / 3)
             try:
-                cancelled = await self.store.heartbeat(self.owner, list(self._active), self.lease_until())
+                cancelled = await self.store.heartbeat(
+                    self.namespace, self.owner, list(self._active), self.lease_until()
+                )
             except StoreUnavailable as exc:
                 log.warning("plait worker %s: heartbeat failed: %s", self.owner, exc)
+                continue
+            except Exception:  # a dead heartbeat would let every lease of this process expire
+                log.exception("plait worker %s: heartbeat failed", self.owner)
                 continue
             self.cancel_local(cancelled)
 
@@ -237,7 +254,7 @@ class Worker:
             task.cancel()
 
     async def _execute(self, row: RunRow, fresh: bool) -> None:
-        lease = Lease(row.id, row.lease_token)
+        lease = Lease(row.id, row.lease_token, row.namespace)
         final: RunRow | None = None
         execution: RunExecution | None = None
         try:
@@ -245,8 +262,8 @@ class Worker:
             if workflow is None:  # unregistered since the claim: let a worker that has it take over
                 await self.store.release_run(lease, self.clock.now().timestamp())
                 return
-            steps = [] if fresh else await self.store.load_steps(row.id)
-            waits = [] if fresh else await self.store.load_waits(row.id)
+            steps = [] if fresh else await self.store.load_steps(row.namespace, row.id)
+            waits = [] if fresh else await self.store.load_waits(row.namespace, row.id)
             state = {} if fresh else await self._load_state(row.id)
             execution = RunExecution(self, row, workflow, steps, waits, state)
             self._active[row.id] = (self._active[row.id][0], execution)
@@ -313,7 +330,7 @@ class Worker:
         state: dict[str, Any] = {}
         after = 0
         while self.store.record_events:
-            batch = await self.store.read_run_events(run_id, after, 1000)
+            batch = await self.store.read_run_events(self.namespace, run_id, after, 1000)
             for event in batch:
                 if event.type == "state.set" and event.payload:
                     state.update(json.loads(event.payload)["values"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from plait.errors import StoreUnavailable
 from plait.store.base import Store
-from plait.store.sqlite import Durability, SQLiteStore
+from plait.store.sqlite import SQLiteStore
+from plait.store.sqlite_connection import Durability
 
 
 def open_store(url: str, *, durability: Durability = "full", schema: str | None = None) -> Store:

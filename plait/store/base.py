@@ -188,10 +188,14 @@ def is_decision_open(
 
 @dataclass(frozen=True)
 class Lease:
-    """Proof of holding a run: the fencing token must still match at commit."""
+    """Proof of holding a run: the fencing token must still match at commit.
+
+    A run is named by its namespace and id together: two namespaces may each have a run "r1".
+    """
 
     run_id: str
     token: int
+    namespace: str
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ class Store(Protocol):
         ...
 
     async def create_run(self, run: NewRun) -> tuple[RunRow, bool]:
-        """Insert ``run``; an existing run with the same id or idempotency key is returned instead.
+        """Insert ``run``; an existing run of its namespace with the same id or idempotency key is returned instead.
 
         The flag says whether this call created it.
         """
@@ -256,11 +260,11 @@ class Store(Protocol):
 
     async def owners_on_host(self, namespace: str, host: str) -> list[str]: ...
 
-    async def heartbeat(self, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
+    async def heartbeat(self, namespace: str, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
         """Extend this owner's leases on ``run_ids``; returns which of them were cancelled meanwhile."""
         ...
 
-    async def load_steps(self, run_id: str) -> list[StepRow]: ...
+    async def load_steps(self, namespace: str, run_id: str) -> list[StepRow]: ...
 
     async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
         """Append a step attempt (and its events); raises LeaseLost or RunCancelledSignal if the lease is stale."""
@@ -270,7 +274,7 @@ class Store(Protocol):
         """Append events of a running step (logs, progress), fenced like a step commit."""
         ...
 
-    async def read_run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
+    async def read_run_events(self, namespace: str, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
         """A run's events with seq > ``after_seq``, in order."""
         ...
 
@@ -311,10 +315,10 @@ class Store(Protocol):
         ...
 
     async def fork_run(self, run: NewRun, source_run_id: str, step_keys: list[str]) -> RunRow:
-        """Create ``run`` with copies of the source run's resolved steps at ``step_keys``, atomically."""
+        """Create ``run`` with copies of the source run's (same namespace) resolved steps at ``step_keys``."""
         ...
 
-    async def load_waits(self, run_id: str) -> list[WaitRow]: ...
+    async def load_waits(self, namespace: str, run_id: str) -> list[WaitRow]: ...
 
     async def register_queues(self, queues: list[Queue]) -> None:
         """Store the queues' limits (the latest registration wins, for every worker)."""
@@ -338,7 +342,7 @@ class Store(Protocol):
         """Take the oldest unconsumed event ``name`` (its payload), recording ``record`` with it as output."""
         ...
 
-    async def peek_event(self, run_id: str, name: str) -> str | None:
+    async def peek_event(self, namespace: str, run_id: str, name: str) -> str | None:
         """The newest unconsumed event ``name``'s payload, left in place."""
         ...
 
@@ -395,9 +399,9 @@ def claim_events(row: RunRow, first_start: bool, wait_info: str | None, at: floa
 
 
 def event_values(event: NewEvent) -> tuple[object, ...]:
-    """The INSERT parameters of an event, in EVENT_INSERT's order (run_id twice: once for its seq)."""
+    """The INSERT parameters of an event, in EVENT_INSERT's order (namespace and run_id twice: once for its seq)."""
     return (
-        event.namespace, event.run_id, event.workflow_id, event.run_id, event.type, event.step_id,
+        event.namespace, event.run_id, event.workflow_id, event.namespace, event.run_id, event.type, event.step_id,
         event.step_key, event.attempt, event.payload, event.created_at,
     )  # fmt: skip
 

@@ -63,7 +63,7 @@ EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_ke
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 CHANNEL = "plait_wakeup"
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def split_schema(url: str, schema: str | None) -> tuple[str, str]:
@@ -73,7 +73,7 @@ def split_schema(url: str, schema: str | None) -> tuple[str, str]:
     from_url = next((value for key, value in query if key == "schema"), None)
     rest = urlencode([(key, value) for key, value in query if key != "schema"])
     chosen = schema or from_url or "public"
-    if not _SCHEMA_NAME.match(chosen):
+    if _SCHEMA_NAME.fullmatch(chosen) is None:
         raise StoreUnavailable(f"invalid PostgreSQL schema name {chosen!r}: use lowercase letters, digits and '_'")
     return urlunsplit(parts._replace(query=rest)), chosen
 
@@ -225,9 +225,9 @@ class PostgresStore:
         if rows:
             return RunRow(*rows[0][:-1]), True
         existing = await self._read(
-            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = %s "
-            "OR (namespace = %s AND idempotency_key = %s) ORDER BY (id = %s) DESC LIMIT 1",
-            (run.id, run.namespace, run.idempotency_key, run.id),
+            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = %s AND (id = %s OR idempotency_key = %s) "
+            "ORDER BY (id = %s) DESC LIMIT 1",
+            (run.namespace, run.id, run.idempotency_key, run.id),
         )
         if not existing:  # the conflicting run was deleted meanwhile: let the caller try again
             raise StoreUnavailable(f"run {run.id} could not be created or found; try again")
@@ -311,13 +311,15 @@ class PostgresStore:
             ids = choose_claims(candidates, queues, load, limit)
             if not ids:
                 return []
-            await cursor.execute("SELECT id, wait_info FROM plait_runs WHERE id = ANY(%s)", (ids,))
+            await cursor.execute(
+                "SELECT id, wait_info FROM plait_runs WHERE namespace = %s AND id = ANY(%s)", (namespace, ids)
+            )
             waited = {row[0]: row[1] for row in await cursor.fetchall()}
             await cursor.execute(
                 "UPDATE plait_runs SET status = 'running', owner = %s, lease_expires_at = %s, "
                 "lease_token = lease_token + 1, started_at = coalesce(started_at, %s), status_message = NULL, "
-                f"wait_info = NULL, updated_at = %s WHERE id = ANY(%s) RETURNING {RUN_COLUMNS}",
-                (owner, lease_until, now, now, ids),
+                f"wait_info = NULL, updated_at = %s WHERE namespace = %s AND id = ANY(%s) RETURNING {RUN_COLUMNS}",
+                (owner, lease_until, now, now, namespace, ids),
             )
             claimed = [RunRow(*row) for row in await cursor.fetchall()]
             first = {c.id for c in candidates if c.first_start}
@@ -442,25 +444,30 @@ class PostgresStore:
         )
         return [row[0] for row in rows]
 
-    async def heartbeat(self, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
+    async def heartbeat(self, namespace: str, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
         async def beat(cursor: Cursor) -> list[str]:
             # Only runs this worker still executes: one it failed to hand back must expire.
             await cursor.execute(
-                "UPDATE plait_runs SET lease_expires_at = %s WHERE owner = %s AND status = 'running' AND id = ANY(%s)",
-                (lease_until, owner, run_ids),
+                "UPDATE plait_runs SET lease_expires_at = %s WHERE namespace = %s AND owner = %s "
+                "AND status = 'running' AND id = ANY(%s)",
+                (lease_until, namespace, owner, run_ids),
             )
             await cursor.execute(
                 "UPDATE plait_slots SET expires_at = %s WHERE run_id = ANY(%s)", (lease_until, run_ids)
             )
-            await cursor.execute("SELECT id FROM plait_runs WHERE id = ANY(%s) AND status = 'cancelled'", (run_ids,))
+            await cursor.execute(
+                "SELECT id FROM plait_runs WHERE namespace = %s AND id = ANY(%s) AND status = 'cancelled'",
+                (namespace, run_ids),
+            )
             return [row[0] for row in await cursor.fetchall()]
 
         return await self._write(beat)
 
-    async def load_steps(self, run_id: str) -> list[StepRow]:
+    async def load_steps(self, namespace: str, run_id: str) -> list[StepRow]:
         rows = await self._read(
-            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE run_id = %s ORDER BY started_at, step_key, attempt",
-            (run_id,),
+            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE namespace = %s AND run_id = %s "
+            "ORDER BY started_at, step_key, attempt",
+            (namespace, run_id),
         )
         return [StepRow(*row) for row in rows]
 
@@ -471,7 +478,8 @@ class PostgresStore:
         FOR UPDATE holds the run's row until commit, so no claim can slip in between.
         """
         await cursor.execute(
-            "SELECT status, lease_token, namespace FROM plait_runs WHERE id = %s FOR UPDATE", (lease.run_id,)
+            "SELECT status, lease_token, namespace FROM plait_runs WHERE namespace = %s AND id = %s FOR UPDATE",
+            (lease.namespace, lease.run_id),
         )
         row = await cursor.fetchone()
         if row is not None and row[0] == "running" and row[1] == lease.token:
@@ -479,10 +487,10 @@ class PostgresStore:
         raise stale_lease(lease, row)
 
     @staticmethod
-    async def _insert_step(cursor: Cursor, step: StepRow) -> None:
+    async def _insert_step(cursor: Cursor, namespace: str, step: StepRow) -> None:
         await cursor.execute(
-            f"INSERT INTO plait_steps ({STEP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            _step_values(step),
+            f"INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            _step_values(namespace, step),
         )
 
     async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
@@ -490,11 +498,11 @@ class PostgresStore:
         # inserted only if the lease still holds; autocommit makes the statement its own transaction.
         events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
         rows = await self._read(
-            "WITH fence AS (SELECT id FROM plait_runs WHERE id = %s AND status = 'running' AND lease_token = %s "
-            f"FOR UPDATE), step AS (INSERT INTO plait_steps ({STEP_COLUMNS}) "
-            f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1){events_sql} "
+            "WITH fence AS (SELECT id FROM plait_runs WHERE namespace = %s AND id = %s AND status = 'running' "
+            f"AND lease_token = %s FOR UPDATE), step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
+            f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1){events_sql} "
             "SELECT 1 FROM step",
-            (lease.run_id, lease.token, *_step_values(step), *events_params),
+            (lease.namespace, lease.run_id, lease.token, *_step_values(lease.namespace, step), *events_params),
         )
         if not rows:
             await self._explain_fence(lease)
@@ -504,9 +512,9 @@ class PostgresStore:
         if not events_sql:
             return
         rows = await self._read(
-            "WITH fence AS (SELECT id FROM plait_runs WHERE id = %s AND status = 'running' AND lease_token = %s "
-            f"FOR UPDATE){events_sql} SELECT 1 FROM fence",
-            (lease.run_id, lease.token, *events_params),
+            "WITH fence AS (SELECT id FROM plait_runs WHERE namespace = %s AND id = %s AND status = 'running' "
+            f"AND lease_token = %s FOR UPDATE){events_sql} SELECT 1 FROM fence",
+            (lease.namespace, lease.run_id, lease.token, *events_params),
         )
         if not rows:
             await self._explain_fence(lease)
@@ -523,10 +531,11 @@ class PostgresStore:
             query, params = _events_insert(events, "")
             await cursor.execute(query, params)
 
-    async def read_run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
+    async def read_run_events(self, namespace: str, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
         rows = await self._read(
-            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-            (run_id, after_seq, limit),
+            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = %s AND run_id = %s AND seq > %s "
+            "ORDER BY seq LIMIT %s",
+            (namespace, run_id, after_seq, limit),
         )
         return [EventRow(*row) for row in rows]
 
@@ -553,7 +562,10 @@ class PostgresStore:
 
     async def _explain_fence(self, lease: Lease) -> None:
         """Raise why a fenced write found the lease stale (the write itself changed nothing)."""
-        rows = await self._read("SELECT status, lease_token FROM plait_runs WHERE id = %s", (lease.run_id,))
+        rows = await self._read(
+            "SELECT status, lease_token FROM plait_runs WHERE namespace = %s AND id = %s",
+            (lease.namespace, lease.run_id),
+        )
         raise stale_lease(lease, rows[0] if rows else None)
 
     async def finish_run(
@@ -566,22 +578,22 @@ class PostgresStore:
         last_step: StepRow | None,
         events: Sequence[NewEvent] = (),
     ) -> None:
-        step_values = _step_values(last_step) if last_step is not None else (None,) * 10
+        step_values = _step_values(lease.namespace, last_step) if last_step is not None else (None,) * 11
         events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
         # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
         rows = await self._read(
-            "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE id = %s AND status = 'running' "
-            "AND lease_token = %s FOR UPDATE), "
-            f"step AS (INSERT INTO plait_steps ({STEP_COLUMNS}) "
-            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence WHERE %s RETURNING 1), "
+            "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE namespace = %s AND id = %s "
+            "AND status = 'running' AND lease_token = %s FOR UPDATE), "
+            f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
+            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence WHERE %s RETURNING 1), "
             "done AS (UPDATE plait_runs r SET status = %s, output = %s, error = %s, finished_at = %s, "
             "updated_at = %s, owner = NULL, lease_expires_at = NULL, wait_info = NULL FROM fence "
-            "WHERE r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
-            "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.id = done.parent_run_id "
-            f"AND p.status = 'waiting' RETURNING p.id){events_sql} "
+            "WHERE r.namespace = fence.namespace AND r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
+            "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.namespace = done.namespace "
+            f"AND p.id = done.parent_run_id AND p.status = 'waiting' RETURNING p.id){events_sql} "
             "SELECT done.namespace, (SELECT count(*) FROM parent) FROM done",
             (
-                lease.run_id, lease.token, *step_values, last_step is not None,
+                lease.namespace, lease.run_id, lease.token, *step_values, last_step is not None,
                 status, output, error, now, now, now, *events_params,
             ),
         )  # fmt: skip
@@ -594,9 +606,9 @@ class PostgresStore:
         async def release(cursor: Cursor) -> None:
             await cursor.execute(
                 "UPDATE plait_runs SET status = 'pending', owner = NULL, lease_expires_at = NULL, updated_at = %s, "
-                "ready_at = coalesce(%s, ready_at) WHERE id = %s AND lease_token = %s AND status = 'running' "
-                "RETURNING namespace",
-                (now, ready_at, lease.run_id, lease.token),
+                "ready_at = coalesce(%s, ready_at) WHERE namespace = %s AND id = %s AND lease_token = %s "
+                "AND status = 'running' RETURNING namespace",
+                (now, ready_at, lease.namespace, lease.run_id, lease.token),
             )
             row = await cursor.fetchone()
             if row is not None:
@@ -608,11 +620,11 @@ class PostgresStore:
         async def cancel(cursor: Cursor) -> list[str]:
             await cursor.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = %s AND namespace = %s "
-                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.namespace = %s AND r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'cancelled', finished_at = %s, updated_at = %s, owner = NULL, "
-                "lease_expires_at = NULL WHERE id IN (SELECT id FROM tree) AND NOT (status = ANY(%s)) "
-                "RETURNING id, workflow_id",
-                (run_id, namespace, now, now, list(TERMINAL_STATUSES)),
+                "lease_expires_at = NULL WHERE namespace = %s AND id IN (SELECT id FROM tree) "
+                "AND NOT (status = ANY(%s)) RETURNING id, workflow_id",
+                (run_id, namespace, namespace, now, now, namespace, list(TERMINAL_STATUSES)),
             )
             rows = await cursor.fetchall()
             await self._insert_events(cursor, [NewEvent(namespace, r[0], r[1], "run.cancelled", now) for r in rows])
@@ -624,11 +636,11 @@ class PostgresStore:
         async def reopen(cursor: Cursor) -> None:
             await cursor.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = %s AND namespace = %s "
-                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.namespace = %s AND r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'pending', error = NULL, finished_at = NULL, ready_at = %s, "
-                "retried_at = %s, updated_at = %s WHERE id IN (SELECT id FROM tree) AND status = 'failed' "
-                "RETURNING id, workflow_id",
-                (run_id, namespace, now, now, now),
+                "retried_at = %s, updated_at = %s WHERE namespace = %s AND id IN (SELECT id FROM tree) "
+                "AND status = 'failed' RETURNING id, workflow_id",
+                (run_id, namespace, namespace, now, now, now, namespace),
             )
             rows = await cursor.fetchall()
             await self._insert_events(cursor, [NewEvent(namespace, r[0], r[1], "run.retried", now) for r in rows])
@@ -649,10 +661,10 @@ class PostgresStore:
             )  # fmt: skip
             row = await cursor.fetchone()
             await cursor.execute(
-                f"INSERT INTO plait_steps ({STEP_COLUMNS}) SELECT %s, step_key, step_id, attempt, status, input, "
-                "output, error, started_at, finished_at FROM plait_steps WHERE run_id = %s AND output IS NOT NULL "
-                "AND step_key = ANY(%s)",
-                (run.id, source_run_id, step_keys),
+                f"INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) SELECT namespace, %s, step_key, step_id, "
+                "attempt, status, input, output, error, started_at, finished_at FROM plait_steps "
+                "WHERE namespace = %s AND run_id = %s AND output IS NOT NULL AND step_key = ANY(%s)",
+                (run.id, run.namespace, source_run_id, step_keys),
             )
             await self._insert_events(
                 cursor, [lifecycle(run, "run.created", {"rerun_of": source_run_id}, run.created_at)]
@@ -671,8 +683,8 @@ class PostgresStore:
             )
             ids = [row[0] for row in await cursor.fetchall()]
             for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events"):
-                await cursor.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (ids,))
-            await cursor.execute("DELETE FROM plait_runs WHERE id = ANY(%s)", (ids,))
+                await cursor.execute(f"DELETE FROM {table} WHERE namespace = %s AND run_id = ANY(%s)", (namespace, ids))
+            await cursor.execute("DELETE FROM plait_runs WHERE namespace = %s AND id = ANY(%s)", (namespace, ids))
             return len(ids)
 
         return await self._write(prune)
@@ -692,8 +704,10 @@ class PostgresStore:
 
     # -- waiting -------------------------------------------------------------
 
-    async def load_waits(self, run_id: str) -> list[WaitRow]:
-        rows = await self._read(f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE run_id = %s", (run_id,))
+    async def load_waits(self, namespace: str, run_id: str) -> list[WaitRow]:
+        rows = await self._read(
+            f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE namespace = %s AND run_id = %s", (namespace, run_id)
+        )
         return [WaitRow(*row) for row in rows]
 
     async def park_run(self, lease: Lease, park: Park, now: float, events: Sequence[NewEvent] = ()) -> None:
@@ -703,36 +717,38 @@ class PostgresStore:
             if park.wait is not None:
                 wait = park.wait
                 await cursor.execute(
-                    f"INSERT INTO plait_waits ({WAIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (run_id, step_key) DO UPDATE SET kind = EXCLUDED.kind, wake_at = EXCLUDED.wake_at, "
-                    "deadline = EXCLUDED.deadline, event_name = EXCLUDED.event_name, state = EXCLUDED.state, "
-                    "created_at = EXCLUDED.created_at",
+                    f"INSERT INTO plait_waits (namespace, {WAIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (namespace, run_id, step_key) DO UPDATE SET kind = EXCLUDED.kind, "
+                    "wake_at = EXCLUDED.wake_at, deadline = EXCLUDED.deadline, event_name = EXCLUDED.event_name, "
+                    "state = EXCLUDED.state, created_at = EXCLUDED.created_at",
                     (
-                        wait.run_id, wait.step_key, wait.kind, wait.wake_at, wait.deadline, wait.event_name,
-                        wait.state, wait.created_at,
+                        namespace, wait.run_id, wait.step_key, wait.kind, wait.wake_at, wait.deadline,
+                        wait.event_name, wait.state, wait.created_at,
                     ),
                 )  # fmt: skip
             if park.clear_events is not None:
                 await cursor.execute(
-                    "DELETE FROM plait_inbox WHERE run_id = %s AND name = %s", (lease.run_id, park.clear_events)
+                    "DELETE FROM plait_inbox WHERE namespace = %s AND run_id = %s AND name = %s",
+                    (namespace, lease.run_id, park.clear_events),
                 )
             ready_at = park.ready_at
             if park.wake_on is not None:
                 await cursor.execute(
-                    "SELECT 1 FROM plait_inbox WHERE run_id = %s AND name = %s AND consumed_by IS NULL LIMIT 1",
-                    (lease.run_id, park.wake_on),
+                    "SELECT 1 FROM plait_inbox WHERE namespace = %s AND run_id = %s AND name = %s "
+                    "AND consumed_by IS NULL LIMIT 1",
+                    (namespace, lease.run_id, park.wake_on),
                 )
                 ready_at = now if await cursor.fetchone() else ready_at
             if park.wake_if_done is not None:
                 await cursor.execute(
-                    "SELECT 1 FROM plait_runs WHERE id = %s AND status = ANY(%s)",
-                    (park.wake_if_done, list(TERMINAL_STATUSES)),
+                    "SELECT 1 FROM plait_runs WHERE namespace = %s AND id = %s AND status = ANY(%s)",
+                    (namespace, park.wake_if_done, list(TERMINAL_STATUSES)),
                 )
                 ready_at = now if await cursor.fetchone() else ready_at
             await cursor.execute(
                 "UPDATE plait_runs SET status = %s, ready_at = %s, wait_info = %s, owner = NULL, "
-                "lease_expires_at = NULL, updated_at = %s WHERE id = %s",
-                (park.status, ready_at, park.wait_info, now, lease.run_id),
+                "lease_expires_at = NULL, updated_at = %s WHERE namespace = %s AND id = %s",
+                (park.status, ready_at, park.wait_info, now, namespace, lease.run_id),
             )
             if ready_at <= now:
                 await self._notify(cursor, namespace)
@@ -745,9 +761,9 @@ class PostgresStore:
         async def consume(cursor: Cursor) -> str | None:
             await self._fence(cursor, lease)
             await cursor.execute(
-                "SELECT id, payload FROM plait_inbox WHERE run_id = %s AND name = %s AND consumed_by IS NULL "
-                "ORDER BY id LIMIT 1 FOR UPDATE",
-                (lease.run_id, name),
+                "SELECT id, payload FROM plait_inbox WHERE namespace = %s AND run_id = %s AND name = %s "
+                "AND consumed_by IS NULL ORDER BY id LIMIT 1 FOR UPDATE",
+                (lease.namespace, lease.run_id, name),
             )
             row = await cursor.fetchone()
             if row is None:
@@ -756,6 +772,7 @@ class PostgresStore:
             if record is not None:
                 await self._insert_step(
                     cursor,
+                    lease.namespace,
                     StepRow(
                         record.run_id, record.step_key, record.step_id, record.attempt, record.status,
                         record.input, row[1], record.error, record.started_at, record.finished_at,
@@ -766,11 +783,11 @@ class PostgresStore:
 
         return await self._write(consume)
 
-    async def peek_event(self, run_id: str, name: str) -> str | None:
+    async def peek_event(self, namespace: str, run_id: str, name: str) -> str | None:
         rows = await self._read(
-            "SELECT payload FROM plait_inbox WHERE run_id = %s AND name = %s AND consumed_by IS NULL "
-            "ORDER BY id DESC LIMIT 1",
-            (run_id, name),
+            "SELECT payload FROM plait_inbox WHERE namespace = %s AND run_id = %s AND name = %s "
+            "AND consumed_by IS NULL ORDER BY id DESC LIMIT 1",
+            (namespace, run_id, name),
         )
         return str(rows[0][0]) if rows else None
 
@@ -798,7 +815,8 @@ class PostgresStore:
             repeated = False
             if event_id is not None:
                 await cursor.execute(
-                    "SELECT 1 FROM plait_inbox WHERE run_id = %s AND event_id = %s", (run_id, event_id)
+                    "SELECT 1 FROM plait_inbox WHERE namespace = %s AND run_id = %s AND event_id = %s",
+                    (namespace, run_id, event_id),
                 )
                 repeated = await cursor.fetchone() is not None
             if repeated or found[0] in TERMINAL_STATUSES:
@@ -813,9 +831,9 @@ class PostgresStore:
                 if not is_decision_open(decision, found[0], found[2], wakes, taken[1] > 0, taken[0] > 0):
                     return "decided", False
             await cursor.execute(
-                "INSERT INTO plait_inbox (run_id, name, event_id, payload, created_at) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (run_id, name, event_id, payload, now),
+                "INSERT INTO plait_inbox (namespace, run_id, name, event_id, payload, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (namespace, run_id, name, event_id, payload, now),
             )
             inserted = cursor.rowcount == 1
             if inserted:
@@ -825,8 +843,9 @@ class PostgresStore:
                 )
             if inserted and found[0] == wakes:
                 await cursor.execute(
-                    "UPDATE plait_runs SET status = 'waiting', ready_at = %s, updated_at = %s WHERE id = %s",
-                    (now, now, run_id),
+                    "UPDATE plait_runs SET status = 'waiting', ready_at = %s, updated_at = %s "
+                    "WHERE namespace = %s AND id = %s",
+                    (now, now, namespace, run_id),
                 )
                 await self._notify(cursor, namespace)
             return str(found[0]), inserted
@@ -841,9 +860,9 @@ class PostgresStore:
         return None if rows[0][0] is None else float(rows[0][0])
 
 
-def _step_values(step: StepRow) -> tuple[Any, ...]:
+def _step_values(namespace: str, step: StepRow) -> tuple[Any, ...]:
     return (
-        step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
+        namespace, step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
         step.error, step.started_at, step.finished_at,
     )  # fmt: skip
 
@@ -861,9 +880,10 @@ def _events_insert(events: Sequence[NewEvent], condition: str) -> tuple[str, lis
     query = (
         "INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, "
         "created_at) SELECT v.namespace, v.run_id, v.workflow_id, "
-        "(SELECT coalesce(max(e.seq), 0) FROM plait_events e WHERE e.run_id = v.run_id) "
-        "+ row_number() OVER (PARTITION BY v.run_id ORDER BY v.n), v.type, v.step_id, v.step_key, v.attempt, "
-        f"v.payload, v.created_at FROM (VALUES {', '.join([_EVENT_ROW] * len(events))}) "
+        "(SELECT coalesce(max(e.seq), 0) FROM plait_events e "
+        "WHERE e.namespace = v.namespace AND e.run_id = v.run_id) "
+        "+ row_number() OVER (PARTITION BY v.namespace, v.run_id ORDER BY v.n), v.type, v.step_id, v.step_key, "
+        f"v.attempt, v.payload, v.created_at FROM (VALUES {', '.join([_EVENT_ROW] * len(events))}) "
         f"AS v(namespace, run_id, workflow_id, type, step_id, step_key, attempt, payload, created_at, n) {condition}"
     )
     params: list[Any] = []

@@ -169,7 +169,41 @@ MIGRATIONS: list[str] = [
         revoked_at DOUBLE PRECISION
     );
     """,
-    # workflow documents (issue 13): every version of every document, with the ops that made it.
+]
+
+MIGRATIONS.append(
+    # 7 (run ids per namespace): a run is named by (namespace, id), so two namespaces can each have run "r1".
+    # Every row of a run carries the run's namespace, copied from its run while ids are still unique.
+    """
+    -- run ids per namespace
+    ALTER TABLE plait_steps ADD COLUMN namespace TEXT;
+    ALTER TABLE plait_waits ADD COLUMN namespace TEXT;
+    ALTER TABLE plait_inbox ADD COLUMN namespace TEXT;
+    UPDATE plait_steps t SET namespace = r.namespace FROM plait_runs r WHERE r.id = t.run_id;
+    UPDATE plait_waits t SET namespace = r.namespace FROM plait_runs r WHERE r.id = t.run_id;
+    UPDATE plait_inbox t SET namespace = r.namespace FROM plait_runs r WHERE r.id = t.run_id;
+    UPDATE plait_steps SET namespace = '' WHERE namespace IS NULL;
+    UPDATE plait_waits SET namespace = '' WHERE namespace IS NULL;
+    UPDATE plait_inbox SET namespace = '' WHERE namespace IS NULL;
+    ALTER TABLE plait_runs DROP CONSTRAINT plait_runs_pkey, ADD PRIMARY KEY (namespace, id);
+    ALTER TABLE plait_steps ALTER COLUMN namespace SET NOT NULL, DROP CONSTRAINT plait_steps_pkey,
+        ADD PRIMARY KEY (namespace, run_id, step_key, attempt);
+    ALTER TABLE plait_waits ALTER COLUMN namespace SET NOT NULL, DROP CONSTRAINT plait_waits_pkey,
+        ADD PRIMARY KEY (namespace, run_id, step_key);
+    ALTER TABLE plait_inbox ALTER COLUMN namespace SET NOT NULL;
+    DROP INDEX plait_runs_parent;
+    CREATE INDEX plait_runs_parent ON plait_runs (namespace, parent_run_id) WHERE parent_run_id IS NOT NULL;
+    DROP INDEX plait_inbox_pending;
+    DROP INDEX plait_inbox_dedupe;
+    CREATE INDEX plait_inbox_pending ON plait_inbox (namespace, run_id, name, id) WHERE consumed_by IS NULL;
+    CREATE UNIQUE INDEX plait_inbox_dedupe ON plait_inbox (namespace, run_id, event_id) WHERE event_id IS NOT NULL;
+    DROP INDEX plait_events_run;
+    CREATE UNIQUE INDEX plait_events_run ON plait_events (namespace, run_id, seq);
+    """
+)
+
+MIGRATIONS.append(
+    # 8 (workflow documents): every version of every document, with the ops that made it.
     """
     CREATE TABLE plait_documents (
         namespace TEXT NOT NULL,
@@ -182,5 +216,5 @@ MIGRATIONS: list[str] = [
         created_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (namespace, id, version)
     );
-    """,
-]
+    """
+)

@@ -6,16 +6,12 @@ Several processes can share one file. Writers take the write lock at BEGIN
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-from plait.errors import StoreUnavailable
 from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_row, queue_row
 from plait.store.base import (
     CLAIMABLE_STATUSES,
@@ -37,11 +33,8 @@ from plait.store.base import (
     lifecycle,
     stale_lease,
 )
+from plait.store.sqlite_connection import Durability, SQLiteConnection
 from plait.store.sqlite_schema import MIGRATIONS
-
-T = TypeVar("T")
-
-Durability = Literal["full", "normal"]
 
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
@@ -52,181 +45,26 @@ EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_ke
 # seq is the run's next number: every writer of a run's events holds the write lock, so it is gap-free.
 EVENT_INSERT = (
     "INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, "
-    "created_at) VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM plait_events WHERE run_id = ?), "
+    "created_at) VALUES (?, ?, ?, "
+    "(SELECT coalesce(max(seq), 0) + 1 FROM plait_events WHERE namespace = ? AND run_id = ?), "
     "?, ?, ?, ?, ?, ?)"
 )
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
+# A run is named by (namespace, id): every row of a run carries its namespace, and every lookup names both.
 _TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _CLAIMABLE_SQL = "(" + ", ".join(f"'{s}'" for s in CLAIMABLE_STATUSES) + ")"
 
 
-def _fail(batch: list[tuple[Any, asyncio.Future[Any]]], error: BaseException) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(error)
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-class SQLiteStore:
+class SQLiteStore(SQLiteConnection):
     """The ``Store`` on one SQLite file. Use from a single thread (the engine's loop)."""
 
     def __init__(self, path: str, *, durability: Durability = "full", lock_timeout: float = 30.0) -> None:
-        self.path = path
-        self.lock_timeout = lock_timeout
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit survives power loss once it returns; NORMAL may lose
-            # the last commits on power loss (never on a process crash).
-            self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-            self._conn.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._flush_scheduled = False
-        self._active_runs = 0
+        super().__init__(path, durability=durability, lock_timeout=lock_timeout)
         self.record_events = True
-        self._retrying: set[asyncio.Future[None]] = set()
-
-    async def close(self) -> None:
-        self._conn.close()
 
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         """SQLite has no notifications: other processes' work is found by polling."""
-
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in a write transaction and return its result once committed.
-
-        Group commit: writes queued in the same turn of the event loop (steps
-        of different runs finishing together) share one transaction and one
-        fsync. Each runs in its own savepoint, so one that raises (a lost
-        lease, say) is rolled back alone and raises to its caller.
-        """
-        if self._active_runs <= 1 and not self._queue and not self._flush_scheduled:
-            # One run at a time: nobody to share a commit with, so commit now and skip the loop's turn.
-            done = self._write_now(work)
-            if done is not None:
-                return done[0]
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((work, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        result: T = await future
-        return result
-
-    def _write_now(self, work: Callable[[sqlite3.Connection], T]) -> tuple[T] | None:
-        """Run ``work`` in its own transaction at once; None if the lock is taken (then it queues)."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
-                return None
-            raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
-        try:
-            result = work(self._conn)
-            self._conn.execute("COMMIT")
-        except BaseException as exc:
-            self._conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
-            raise
-        return (result,)
-
-    def set_concurrency_hint(self, active_runs: int) -> None:
-        self._active_runs = active_runs
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        batch, self._queue = self._queue, []
-        if not batch:
-            return
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_busy(exc):  # another process holds the lock: keep trying without blocking the loop
-                retry = asyncio.ensure_future(self._flush_later(batch))
-                self._retrying.add(retry)
-                retry.add_done_callback(self._retrying.discard)
-                return
-            _fail(batch, StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}"))
-            return
-        except sqlite3.Error as exc:
-            _fail(batch, StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}"))
-            return
-        self._commit_batch(batch)
-
-    async def _flush_later(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]) -> None:
-        try:
-            await self._begin()
-        except StoreUnavailable as exc:
-            _fail(batch, exc)
-            return
-        self._commit_batch(batch)
-
-    def _commit_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]) -> None:
-        """Run every write of the batch in the open transaction, commit once, and answer each caller."""
-        alone = len(batch) == 1  # a savepoint buys nothing when there is nobody to isolate from
-        outcomes: list[tuple[bool, Any]] = []
-        for work, _ in batch:
-            if not alone:
-                self._conn.execute("SAVEPOINT plait_write")
-            try:
-                outcomes.append((True, work(self._conn)))
-                if not alone:
-                    self._conn.execute("RELEASE plait_write")
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller that queued this work
-                if not alone:
-                    self._conn.execute("ROLLBACK TO plait_write")
-                    self._conn.execute("RELEASE plait_write")
-                error = exc
-                if isinstance(exc, sqlite3.Error):
-                    error = StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}")
-                outcomes.append((False, error))
-        try:
-            self._conn.execute("ROLLBACK" if alone and not outcomes[0][0] else "COMMIT")
-        except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
-            failure = StoreUnavailable(f"SQLite database {self.path!r} could not commit: {exc}")
-            outcomes = [(False, failure)] * len(batch)
-        for (ok, value), (_, future) in zip(outcomes, batch, strict=True):
-            if future.done():
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    async def _begin(self) -> None:
-        """BEGIN IMMEDIATE, retrying while another process holds the write lock."""
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.002
-        while True:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc) and time.monotonic() < deadline:
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, 0.1)
-                    continue
-                raise StoreUnavailable(f"SQLite database {self.path!r} stayed locked: {exc}") from exc
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
-
-    def _read(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite database {self.path!r} failed: {exc}") from exc
 
     async def migrate(self) -> None:
         def apply(conn: sqlite3.Connection) -> None:
@@ -235,9 +73,12 @@ class SQLiteStore:
             current = row[0] or 0
             for version, script in enumerate(MIGRATIONS, start=1):
                 if version > current:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    if callable(script):
+                        script(conn)
+                    else:
+                        for statement in script.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
                     conn.execute("INSERT INTO plait_schema (version) VALUES (?)", (version,))
 
         await self._write(apply)
@@ -275,14 +116,18 @@ class SQLiteStore:
             if run.owner:
                 created.append(lifecycle(run, "run.started", None, run.created_at))
             self._insert_events(conn, created)
-            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND id = ?", (run.namespace, run.id)
+            ).fetchone()
             return RunRow(*row), True
 
         return await self._write(insert)
 
     @staticmethod
     def _find_existing(conn: sqlite3.Connection, run: NewRun) -> RunRow | None:
-        row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+        row = conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND id = ?", (run.namespace, run.id)
+        ).fetchone()
         if row is None and run.idempotency_key is not None:
             row = conn.execute(
                 f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND idempotency_key = ?",
@@ -339,16 +184,17 @@ class SQLiteStore:
                 return []
             waited = dict(
                 conn.execute(
-                    "SELECT id, wait_info FROM plait_runs WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(ids),),
+                    "SELECT id, wait_info FROM plait_runs WHERE namespace = ? "
+                    "AND id IN (SELECT value FROM json_each(?))",
+                    (namespace, json.dumps(ids)),
                 ).fetchall()
             )
             claimed = conn.execute(
                 "UPDATE plait_runs SET status = 'running', owner = ?, lease_expires_at = ?, "
                 "lease_token = lease_token + 1, started_at = coalesce(started_at, ?), status_message = NULL, "
-                "wait_info = NULL, updated_at = ? WHERE id IN (SELECT value FROM json_each(?)) "
+                "wait_info = NULL, updated_at = ? WHERE namespace = ? AND id IN (SELECT value FROM json_each(?)) "
                 f"RETURNING {RUN_COLUMNS}",
-                (owner, lease_until, now, now, json.dumps(ids)),
+                (owner, lease_until, now, now, namespace, json.dumps(ids)),
             ).fetchall()
             first = {c.id for c in candidates if c.first_start}
             self._insert_events(
@@ -493,30 +339,32 @@ class SQLiteStore:
         )
         return [row[0] for row in rows]
 
-    async def heartbeat(self, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
+    async def heartbeat(self, namespace: str, owner: str, run_ids: list[str], lease_until: float) -> list[str]:
         def beat(conn: sqlite3.Connection) -> list[str]:
             # Only runs this worker still executes: one it failed to hand back must expire.
             conn.execute(
-                "UPDATE plait_runs SET lease_expires_at = ? WHERE owner = ? AND status = 'running' "
+                "UPDATE plait_runs SET lease_expires_at = ? WHERE namespace = ? AND owner = ? AND status = 'running' "
                 "AND id IN (SELECT value FROM json_each(?))",
-                (lease_until, owner, json.dumps(run_ids)),
+                (lease_until, namespace, owner, json.dumps(run_ids)),
             )
             conn.execute(
                 "UPDATE plait_slots SET expires_at = ? WHERE run_id IN (SELECT value FROM json_each(?))",
                 (lease_until, json.dumps(run_ids)),
             )
             rows = conn.execute(
-                "SELECT id FROM plait_runs WHERE id IN (SELECT value FROM json_each(?)) AND status = 'cancelled'",
-                (json.dumps(run_ids),),
+                "SELECT id FROM plait_runs WHERE namespace = ? AND id IN (SELECT value FROM json_each(?)) "
+                "AND status = 'cancelled'",
+                (namespace, json.dumps(run_ids)),
             ).fetchall()
             return [row[0] for row in rows]
 
         return await self._write(beat)
 
-    async def load_steps(self, run_id: str) -> list[StepRow]:
+    async def load_steps(self, namespace: str, run_id: str) -> list[StepRow]:
         rows = self._read(
-            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE run_id = ? ORDER BY started_at, step_key, attempt",
-            (run_id,),
+            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE namespace = ? AND run_id = ? "
+            "ORDER BY started_at, step_key, attempt",
+            (namespace, run_id),
         )
         return [StepRow(*row) for row in rows]
 
@@ -527,17 +375,19 @@ class SQLiteStore:
         A read is enough: the transaction holds the write lock, so nobody can
         take the run over between this check and the commit.
         """
-        row = conn.execute("SELECT status, lease_token FROM plait_runs WHERE id = ?", (lease.run_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status, lease_token FROM plait_runs WHERE namespace = ? AND id = ?", (lease.namespace, lease.run_id)
+        ).fetchone()
         if row is not None and row[0] == "running" and row[1] == lease.token:
             return
         raise stale_lease(lease, row)
 
     @staticmethod
-    def _insert_step(conn: sqlite3.Connection, step: StepRow) -> None:
+    def _insert_step(conn: sqlite3.Connection, namespace: str, step: StepRow) -> None:
         conn.execute(
-            f"INSERT INTO plait_steps ({STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
+                namespace, step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
                 step.error, step.started_at, step.finished_at,
             ),
         )  # fmt: skip
@@ -545,7 +395,7 @@ class SQLiteStore:
     async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
         def record(conn: sqlite3.Connection) -> None:
             self._fence(conn, lease)
-            self._insert_step(conn, step)
+            self._insert_step(conn, lease.namespace, step)
             self._insert_events(conn, events)
 
         await self._write(record)
@@ -562,10 +412,11 @@ class SQLiteStore:
         if self.record_events and events:
             conn.executemany(EVENT_INSERT, [event_values(e) for e in events])
 
-    async def read_run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
+    async def read_run_events(self, namespace: str, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
         rows = self._read(
-            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (run_id, after_seq, limit),
+            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = ? AND run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (namespace, run_id, after_seq, limit),
         )
         return [EventRow(*row) for row in rows]
 
@@ -596,18 +447,18 @@ class SQLiteStore:
         def finish(conn: sqlite3.Connection) -> None:
             self._fence(conn, lease)
             if last_step is not None:
-                self._insert_step(conn, last_step)
+                self._insert_step(conn, lease.namespace, last_step)
             self._insert_events(conn, events)
             conn.execute(
                 "UPDATE plait_runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, "
-                "owner = NULL, lease_expires_at = NULL, wait_info = NULL WHERE id = ?",
-                (status, output, error, now, now, lease.run_id),
+                "owner = NULL, lease_expires_at = NULL, wait_info = NULL WHERE namespace = ? AND id = ?",
+                (status, output, error, now, now, lease.namespace, lease.run_id),
             )
             # A parent parked on this child run continues now.
             conn.execute(
-                "UPDATE plait_runs SET ready_at = ? WHERE status = 'waiting' "
-                "AND id = (SELECT parent_run_id FROM plait_runs WHERE id = ?)",
-                (now, lease.run_id),
+                "UPDATE plait_runs SET ready_at = ? WHERE namespace = ? AND status = 'waiting' "
+                "AND id = (SELECT parent_run_id FROM plait_runs WHERE namespace = ? AND id = ?)",
+                (now, lease.namespace, lease.namespace, lease.run_id),
             )
 
         await self._write(finish)
@@ -616,8 +467,9 @@ class SQLiteStore:
         def release(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE plait_runs SET status = 'pending', owner = NULL, lease_expires_at = NULL, updated_at = ?, "
-                "ready_at = coalesce(?, ready_at) WHERE id = ? AND lease_token = ? AND status = 'running'",
-                (now, ready_at, lease.run_id, lease.token),
+                "ready_at = coalesce(?, ready_at) WHERE namespace = ? AND id = ? AND lease_token = ? "
+                "AND status = 'running'",
+                (now, ready_at, lease.namespace, lease.run_id, lease.token),
             )
 
         await self._write(release)
@@ -626,11 +478,11 @@ class SQLiteStore:
         def cancel(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = ? AND namespace = ? "
-                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.namespace = ? AND r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'cancelled', finished_at = ?, updated_at = ?, owner = NULL, "
-                f"lease_expires_at = NULL WHERE id IN (SELECT id FROM tree) AND status NOT IN {_TERMINAL_SQL} "
-                "RETURNING id, workflow_id",
-                (run_id, namespace, now, now),
+                f"lease_expires_at = NULL WHERE namespace = ? AND id IN (SELECT id FROM tree) "
+                f"AND status NOT IN {_TERMINAL_SQL} RETURNING id, workflow_id",
+                (run_id, namespace, namespace, now, now, namespace),
             ).fetchall()
             self._insert_events(conn, [NewEvent(namespace, row[0], row[1], "run.cancelled", now) for row in rows])
             return [row[0] for row in rows]
@@ -642,11 +494,11 @@ class SQLiteStore:
             # Failed child runs are reopened too, so the retried parent finds them running again.
             rows = conn.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = ? AND namespace = ? "
-                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.parent_run_id = tree.id) "
+                "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.namespace = ? AND r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'pending', error = NULL, finished_at = NULL, ready_at = ?, "
-                "retried_at = ?, updated_at = ? WHERE id IN (SELECT id FROM tree) AND status = 'failed' "
-                "RETURNING id, workflow_id",
-                (run_id, namespace, now, now, now),
+                "retried_at = ?, updated_at = ? WHERE namespace = ? AND id IN (SELECT id FROM tree) "
+                "AND status = 'failed' RETURNING id, workflow_id",
+                (run_id, namespace, namespace, now, now, now, namespace),
             ).fetchall()
             self._insert_events(conn, [NewEvent(namespace, row[0], row[1], "run.retried", now) for row in rows])
 
@@ -664,19 +516,23 @@ class SQLiteStore:
                 ),
             )  # fmt: skip
             conn.execute(
-                f"INSERT INTO plait_steps ({STEP_COLUMNS}) SELECT ?, step_key, step_id, attempt, status, input, "
-                "output, error, started_at, finished_at FROM plait_steps WHERE run_id = ? AND output IS NOT NULL "
-                "AND step_key IN (SELECT value FROM json_each(?))",
-                (run.id, source_run_id, json.dumps(step_keys)),
+                f"INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) SELECT namespace, ?, step_key, step_id, attempt, "
+                "status, input, output, error, started_at, finished_at FROM plait_steps WHERE namespace = ? "
+                "AND run_id = ? AND output IS NOT NULL AND step_key IN (SELECT value FROM json_each(?))",
+                (run.id, run.namespace, source_run_id, json.dumps(step_keys)),
             )
-            row = conn.execute(f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE id = ?", (run.id,)).fetchone()
+            row = conn.execute(
+                f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND id = ?", (run.namespace, run.id)
+            ).fetchone()
             self._insert_events(conn, [lifecycle(run, "run.created", {"rerun_of": source_run_id}, run.created_at)])
             return RunRow(*row)
 
         return await self._write(fork)
 
-    async def load_waits(self, run_id: str) -> list[WaitRow]:
-        rows = self._read(f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE run_id = ?", (run_id,))
+    async def load_waits(self, namespace: str, run_id: str) -> list[WaitRow]:
+        rows = self._read(
+            f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE namespace = ? AND run_id = ?", (namespace, run_id)
+        )
         return [WaitRow(*row) for row in rows]
 
     async def park_run(self, lease: Lease, park: Park, now: float, events: Sequence[NewEvent] = ()) -> None:
@@ -686,30 +542,36 @@ class SQLiteStore:
             if park.wait is not None:
                 wait = park.wait
                 conn.execute(
-                    f"INSERT OR REPLACE INTO plait_waits ({WAIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT OR REPLACE INTO plait_waits (namespace, {WAIT_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        wait.run_id, wait.step_key, wait.kind, wait.wake_at, wait.deadline, wait.event_name,
-                        wait.state, wait.created_at,
+                        lease.namespace, wait.run_id, wait.step_key, wait.kind, wait.wake_at, wait.deadline,
+                        wait.event_name, wait.state, wait.created_at,
                     ),
                 )  # fmt: skip
             if park.clear_events is not None:
-                conn.execute("DELETE FROM plait_inbox WHERE run_id = ? AND name = ?", (lease.run_id, park.clear_events))
+                conn.execute(
+                    "DELETE FROM plait_inbox WHERE namespace = ? AND run_id = ? AND name = ?",
+                    (lease.namespace, lease.run_id, park.clear_events),
+                )
             ready_at = park.ready_at
             if park.wake_on is not None:
                 raced = conn.execute(
-                    "SELECT 1 FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL LIMIT 1",
-                    (lease.run_id, park.wake_on),
+                    "SELECT 1 FROM plait_inbox WHERE namespace = ? AND run_id = ? AND name = ? "
+                    "AND consumed_by IS NULL LIMIT 1",
+                    (lease.namespace, lease.run_id, park.wake_on),
                 ).fetchone()
                 ready_at = now if raced else ready_at
             if park.wake_if_done is not None:
                 done = conn.execute(
-                    f"SELECT 1 FROM plait_runs WHERE id = ? AND status IN {_TERMINAL_SQL}", (park.wake_if_done,)
+                    f"SELECT 1 FROM plait_runs WHERE namespace = ? AND id = ? AND status IN {_TERMINAL_SQL}",
+                    (lease.namespace, park.wake_if_done),
                 ).fetchone()
                 ready_at = now if done else ready_at
             conn.execute(
                 "UPDATE plait_runs SET status = ?, ready_at = ?, wait_info = ?, owner = NULL, lease_expires_at = NULL, "
-                "updated_at = ? WHERE id = ?",
-                (park.status, ready_at, park.wait_info, now, lease.run_id),
+                "updated_at = ? WHERE namespace = ? AND id = ?",
+                (park.status, ready_at, park.wait_info, now, lease.namespace, lease.run_id),
             )
 
         await self._write(do_park)
@@ -719,26 +581,26 @@ class SQLiteStore:
     ) -> str | None:
         def consume(conn: sqlite3.Connection) -> str | None:
             row = conn.execute(
-                "SELECT id, payload FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL "
-                "ORDER BY id LIMIT 1",
-                (lease.run_id, name),
+                "SELECT id, payload FROM plait_inbox WHERE namespace = ? AND run_id = ? AND name = ? "
+                "AND consumed_by IS NULL ORDER BY id LIMIT 1",
+                (lease.namespace, lease.run_id, name),
             ).fetchone()
             if row is None:
                 return None
             self._fence(conn, lease)
             conn.execute("UPDATE plait_inbox SET consumed_by = ? WHERE id = ?", (step_key, row[0]))
             if record is not None:
-                self._insert_step(conn, replace(record, output=row[1]))
+                self._insert_step(conn, lease.namespace, replace(record, output=row[1]))
             self._insert_events(conn, events)
             return str(row[1])
 
         return await self._write(consume)
 
-    async def peek_event(self, run_id: str, name: str) -> str | None:
+    async def peek_event(self, namespace: str, run_id: str, name: str) -> str | None:
         rows = self._read(
-            "SELECT payload FROM plait_inbox WHERE run_id = ? AND name = ? AND consumed_by IS NULL "
+            "SELECT payload FROM plait_inbox WHERE namespace = ? AND run_id = ? AND name = ? AND consumed_by IS NULL "
             "ORDER BY id DESC LIMIT 1",
-            (run_id, name),
+            (namespace, run_id, name),
         )
         return str(rows[0][0]) if rows else None
 
@@ -764,7 +626,8 @@ class SQLiteStore:
             repeated = (
                 event_id is not None
                 and conn.execute(
-                    "SELECT 1 FROM plait_inbox WHERE run_id = ? AND event_id = ?", (run_id, event_id)
+                    "SELECT 1 FROM plait_inbox WHERE namespace = ? AND run_id = ? AND event_id = ?",
+                    (namespace, run_id, event_id),
                 ).fetchone()
             )
             if repeated or found[0] in TERMINAL_STATUSES:
@@ -777,9 +640,9 @@ class SQLiteStore:
                 if not is_decision_open(decision, found[0], found[2], wakes, taken[1] > 0, taken[0] > 0):
                     return "decided", False
             cursor = conn.execute(
-                "INSERT INTO plait_inbox (run_id, name, event_id, payload, created_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                (run_id, name, event_id, payload, now),
+                "INSERT INTO plait_inbox (namespace, run_id, name, event_id, payload, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (namespace, run_id, name, event_id, payload, now),
             )
             if cursor.rowcount:
                 received = {"name": name, "event_id": event_id}
@@ -788,8 +651,9 @@ class SQLiteStore:
                 )
             if cursor.rowcount and found[0] == wakes:
                 conn.execute(
-                    "UPDATE plait_runs SET status = 'waiting', ready_at = ?, updated_at = ? WHERE id = ?",
-                    (now, now, run_id),
+                    "UPDATE plait_runs SET status = 'waiting', ready_at = ?, updated_at = ? "
+                    "WHERE namespace = ? AND id = ?",
+                    (now, now, namespace, run_id),
                 )
             return str(found[0]), cursor.rowcount == 1
 
@@ -814,8 +678,14 @@ class SQLiteStore:
             ]
             chosen = json.dumps(ids)
             for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events"):
-                conn.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT value FROM json_each(?))", (chosen,))
-            conn.execute("DELETE FROM plait_runs WHERE id IN (SELECT value FROM json_each(?))", (chosen,))
+                conn.execute(
+                    f"DELETE FROM {table} WHERE namespace = ? AND run_id IN (SELECT value FROM json_each(?))",
+                    (namespace, chosen),
+                )
+            conn.execute(
+                "DELETE FROM plait_runs WHERE namespace = ? AND id IN (SELECT value FROM json_each(?))",
+                (namespace, chosen),
+            )
             return len(ids)
 
         return await self._write(prune)

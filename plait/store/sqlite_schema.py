@@ -1,6 +1,17 @@
-"""SQLite schema migrations, applied in order; never edit a released one."""
+"""SQLite schema migrations, applied in order; never edit a released one.
 
-MIGRATIONS: list[str] = [
+A migration is SQL text, or a function of the connection where SQL text
+cannot say it (SQLite changes a primary key only by rebuilding the table).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[Migration] = [
     # 1: runs and step attempts.
     """
     CREATE TABLE plait_runs (
@@ -182,8 +193,72 @@ MIGRATIONS.append(
     """
 )
 
+
+def _rebuild(conn: sqlite3.Connection, table: str, primary_key: tuple[str, ...]) -> None:
+    """Recreate ``table`` with ``primary_key``, keeping every column, row and index it has now.
+
+    Columns are read from the table itself, so columns and indexes that other
+    migrations added survive whatever order migrations run in.
+    """
+    columns = conn.execute(f"PRAGMA table_info({table})").fetchall()
+    created = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+    indexes = [
+        row[0]
+        for row in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,)
+        )
+    ]
+    definitions = []
+    for _, name, type_, not_null, default, _ in columns:
+        definition = f"{name} {type_}"
+        if not_null or name in primary_key:
+            definition += " NOT NULL"
+        if default is not None and name not in primary_key:
+            definition += f" DEFAULT {default}"
+        definitions.append(definition)
+    names = ", ".join(column[1] for column in columns)
+    without_rowid = " WITHOUT ROWID" if created.rstrip().upper().endswith("WITHOUT ROWID") else ""
+    key = ", ".join(primary_key)
+    conn.execute(f"CREATE TABLE {table}_rebuilt ({', '.join(definitions)}, PRIMARY KEY ({key})){without_rowid}")
+    conn.execute(f"INSERT INTO {table}_rebuilt ({names}) SELECT {names} FROM {table}")
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
+    for index in indexes:
+        conn.execute(index)
+
+
+def _run_ids_per_namespace(conn: sqlite3.Connection) -> None:
+    # Every row of a run carries the run's namespace, copied from its run while ids are still unique.
+    for table in ("plait_steps", "plait_waits", "plait_inbox"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN namespace TEXT NOT NULL DEFAULT ''")
+        conn.execute(
+            f"UPDATE {table} SET namespace = coalesce("
+            f"(SELECT r.namespace FROM plait_runs r WHERE r.id = {table}.run_id), '')"
+        )
+    conn.execute("DROP INDEX plait_runs_parent")
+    _rebuild(conn, "plait_runs", ("namespace", "id"))
+    conn.execute(
+        "CREATE INDEX plait_runs_parent ON plait_runs (namespace, parent_run_id) WHERE parent_run_id IS NOT NULL"
+    )
+    _rebuild(conn, "plait_steps", ("namespace", "run_id", "step_key", "attempt"))
+    _rebuild(conn, "plait_waits", ("namespace", "run_id", "step_key"))
+    conn.execute("DROP INDEX plait_inbox_pending")
+    conn.execute("DROP INDEX plait_inbox_dedupe")
+    conn.execute(
+        "CREATE INDEX plait_inbox_pending ON plait_inbox (namespace, run_id, name, id) WHERE consumed_by IS NULL"
+    )
+    conn.execute(
+        "CREATE UNIQUE INDEX plait_inbox_dedupe ON plait_inbox (namespace, run_id, event_id) WHERE event_id IS NOT NULL"
+    )
+    conn.execute("DROP INDEX plait_events_run")
+    conn.execute("CREATE UNIQUE INDEX plait_events_run ON plait_events (namespace, run_id, seq)")
+
+
+# 7 (run ids per namespace): a run is named by (namespace, id), so two namespaces can each have run "r1".
+MIGRATIONS.append(_run_ids_per_namespace)
+
 MIGRATIONS.append(
-    # workflow documents (issue 13): every version of every document, with the ops that made it.
+    # 8 (workflow documents): every version of every document, with the ops that made it.
     """
     CREATE TABLE plait_documents (
         namespace TEXT NOT NULL,

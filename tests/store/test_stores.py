@@ -66,7 +66,7 @@ def test_commit_with_a_stale_lease_is_refused_and_changes_nothing(tmp_path: Path
         store = SQLiteStore(str(tmp_path / "f.db"))
         await store.migrate()
         run, _ = await store.create_run(new_run("r1"))
-        stale = Lease("r1", run.lease_token)
+        stale = Lease("r1", run.lease_token, "default")
         await store.record_step(stale, step_row("r1", "a"))
         await store.release_owners("default", ["me:1:1"])
         claimed = await store.claim_runs("default", "other:2:2", ["w@v"], 5.0, 5.0, 1e12, 10)
@@ -75,12 +75,12 @@ def test_commit_with_a_stale_lease_is_refused_and_changes_nothing(tmp_path: Path
             await store.record_step(stale, step_row("r1", "b"))
         with pytest.raises(LeaseLost):
             await store.finish_run(stale, "succeeded", "1", None, 6.0, None)
-        assert [s.step_key for s in await store.load_steps("r1")] == ["a"]
+        assert [s.step_key for s in await store.load_steps("default", "r1")] == ["a"]
         row = await store.get_run("default", "r1")
         assert row is not None and row.status == "running" and row.owner == "other:2:2"
         await store.cancel_run("default", "r1", 7.0)
         with pytest.raises(RunCancelledSignal):
-            await store.record_step(Lease("r1", claimed[0].lease_token), step_row("r1", "c"))
+            await store.record_step(Lease("r1", claimed[0].lease_token, "default"), step_row("r1", "c"))
         await store.close()
 
     asyncio.run(scenario())

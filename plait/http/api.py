@@ -297,6 +297,9 @@ def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_BODY_LIMIT) -> F
 
     for trigger in engine._http_triggers:
         mount_trigger(app, engine, trigger)
+    from plait.dashboard import mount_dashboard  # here: the dashboard imports this module's auth
+
+    mount_dashboard(app)
     return app
 
 

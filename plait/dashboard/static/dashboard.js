@@ -58,18 +58,26 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     var submitter = event.submitter;
-    if ((form.method || "get").toLowerCase() !== "post" || form.hasAttribute("data-plain") || !window.fetch || !window.URLSearchParams) { return; }
+    // getAttribute: a field named "action" or "method" shadows the form's own properties.
+    if ((form.getAttribute("method") || "get").toLowerCase() !== "post" || form.hasAttribute("data-plain") || !window.fetch || !window.URLSearchParams) { return; }
     event.preventDefault();
     var data = new URLSearchParams(new FormData(form, submitter));
-    var target = (submitter && submitter.getAttribute("formaction")) || form.action;
+    var target = (submitter && submitter.getAttribute("formaction")) || form.getAttribute("action") || location.href;
     fetch(target, { method: "POST", body: data, credentials: "same-origin",
                     headers: { "Content-Type": "application/x-www-form-urlencoded" } })
       .then(function (r) { return r.text().then(function (html) { return { html: html, url: r.url }; }); })
       .then(function (page) { swapMain(page.html, page.url); window.scrollTo(0, 0); })
-      .catch(function () { form.submit(); });
+      .catch(function () { HTMLFormElement.prototype.submit.call(form); });
   });
 
-  window.addEventListener("popstate", function () { location.reload(); });
+  // A node picked on the graph opens its step's panel (with "Rerun from here").
+  function openTarget() {
+    var target = location.hash ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+    if (target && target.tagName === "DETAILS") { target.open = true; }
+  }
+  window.addEventListener("hashchange", openTarget);
+  document.addEventListener("DOMContentLoaded", openTarget);
+  window.addEventListener("popstate", function () { if (!location.hash) { location.reload(); } });
   window.addEventListener("pagehide", function () { if (source) { source.close(); } });
   document.addEventListener("DOMContentLoaded", connect);
 })();

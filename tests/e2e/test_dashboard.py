@@ -9,12 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.e2e.dashboard_app import XSS, Dashboard, approvals, checkout, parked, payload, serve, switch
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-Page = playwright_api.Page
-expect = playwright_api.expect
 
 CHROMIUM = os.environ.get("PLAIT_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -32,10 +29,10 @@ expect.set_options(timeout=LIVE)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)")
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield browser
         browser.close()
@@ -53,15 +50,15 @@ def dash(sqlite_url: str) -> Iterator[Dashboard]:
 
 
 @pytest.fixture
-def page(browser: object, dash: Dashboard) -> Iterator[Page]:
-    context = browser.new_context(base_url=dash.url, viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+def page(browser: Browser, dash: Dashboard) -> Iterator[Page]:
+    context = browser.new_context(base_url=dash.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(LIVE)
     yield page
     context.close()
 
 
-def node(page: Page, step: str) -> object:
+def node(page: Page, step: str) -> Locator:
     return page.locator(f'svg.graph g.node[data-step="{step}"]')
 
 
@@ -191,7 +188,7 @@ def test_user_data_renders_as_text(page: Page, dash: Dashboard) -> None:
         assert page.locator("main script, main img").count() == 0
 
 
-def test_login_cookie_csrf_read_scope_and_other_namespace(browser: object, dash: Dashboard) -> None:
+def test_login_cookie_csrf_read_scope_and_other_namespace(browser: Browser, dash: Dashboard) -> None:
     writer, reader, stranger = (
         dash.token("default", "write"),
         dash.token("default", "read"),
@@ -200,7 +197,7 @@ def test_login_cookie_csrf_read_scope_and_other_namespace(browser: object, dash:
     failed = dash.engine.start(checkout, {"customer": "dee", "amount": 4})
     with pytest.raises(Exception, match="declined"):
         failed.result(10)
-    context = browser.new_context(base_url=dash.url)  # type: ignore[attr-defined]
+    context = browser.new_context(base_url=dash.url)
     page = context.new_page()
     page.set_default_timeout(LIVE)
 
@@ -213,7 +210,7 @@ def test_login_cookie_csrf_read_scope_and_other_namespace(browser: object, dash:
     page.click('button:text("Log in")')
     expect(page).to_have_url(re.compile(f"/runs/{failed.id}$"))
     cookie = next(c for c in context.cookies() if c["name"] == "plait_session")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie.get("httpOnly") and cookie.get("sameSite") == "Strict"
     assert page.evaluate("document.cookie") == ""
     expect(node(page, "charge")).to_have_attribute("data-status", "failed")
     assert page.locator("main button").count() == 0  # a read token sees no actions

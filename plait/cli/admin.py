@@ -290,6 +290,7 @@ def server(
     if workers_in_process:
         engine._ensure_started()
     typer.echo(f"plait API on http://{host}:{port}/api (docs: /api/docs) for {redact_url(engine.url)}")
+    typer.echo(f"dashboard on http://{host}:{port}/")
     try:
         uvicorn.run(create_app(engine), host=host, port=port, log_level="warning")
     finally:

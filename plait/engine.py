@@ -519,11 +519,17 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         workflow: Workflow[Any, Any] | str | None = None,
         status: RunStatus | str | None = None,
         waiting_for_version: bool = False,
+        parent_run_id: str | None = None,
+        idempotency_key: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Run]:
-        """Runs newest first. ``waiting_for_version=True`` finds runs no worker can execute."""
-        return self._loop.run(self._list_runs(workflow, status, waiting_for_version, limit, cursor))
+        """Runs newest first. ``waiting_for_version=True`` finds runs no worker can execute.
+
+        ``parent_run_id`` lists a run's child runs; ``idempotency_key`` finds the run started with that key.
+        """
+        where = _run_filter(workflow, status, waiting_for_version, parent_run_id, idempotency_key)
+        return self._loop.run(self._list_runs(where, limit, cursor))
 
     async def alist_runs(
         self,
@@ -531,29 +537,18 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         workflow: Workflow[Any, Any] | str | None = None,
         status: RunStatus | str | None = None,
         waiting_for_version: bool = False,
+        parent_run_id: str | None = None,
+        idempotency_key: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Run]:
-        return await self._loop.run_async(self._list_runs(workflow, status, waiting_for_version, limit, cursor))
+        where = _run_filter(workflow, status, waiting_for_version, parent_run_id, idempotency_key)
+        return await self._loop.run_async(self._list_runs(where, limit, cursor))
 
-    async def _list_runs(
-        self,
-        workflow: Workflow[Any, Any] | str | None,
-        status: RunStatus | str | None,
-        waiting_for_version: bool,
-        limit: int,
-        cursor: str | None,
-    ) -> Page[Run]:
+    async def _list_runs(self, where: RunFilter, limit: int, cursor: str | None) -> Page[Run]:
         if not 1 <= limit <= 1000:
             raise InputValidationError("limit must be between 1 and 1000")
-        if status is not None and status not in RunStatus.__members__.values():
-            raise InputValidationError(f"unknown status {status!r}: use one of {[s.value for s in RunStatus]}")
         after = _decode_cursor(cursor) if cursor else None
-        where = RunFilter(
-            workflow_id=workflow.id if isinstance(workflow, Workflow) else workflow,
-            status=None if status is None else str(status),
-            waiting_for_version=waiting_for_version,
-        )
         rows = await self._store.list_runs(self.namespace, where, limit + 1, after)
         more = len(rows) > limit
         rows = rows[:limit]
@@ -689,6 +684,24 @@ def _same_json(stored: str, given: str) -> bool:
         return bool(json.loads(stored) == json.loads(given))
     except ValueError:
         return False
+
+
+def _run_filter(
+    workflow: Workflow[Any, Any] | str | None,
+    status: RunStatus | str | None,
+    waiting_for_version: bool,
+    parent_run_id: str | None,
+    idempotency_key: str | None,
+) -> RunFilter:
+    if status is not None and status not in RunStatus.__members__.values():
+        raise InputValidationError(f"unknown status {status!r}: use one of {[s.value for s in RunStatus]}")
+    return RunFilter(
+        workflow_id=workflow.id if isinstance(workflow, Workflow) else workflow,
+        status=None if status is None else str(status),
+        waiting_for_version=waiting_for_version,
+        parent_run_id=parent_run_id,
+        idempotency_key=idempotency_key,
+    )
 
 
 def _step_id_of(step_key: str) -> str:

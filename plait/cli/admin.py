@@ -322,6 +322,7 @@ def server(
     if workers_in_process:
         engine._ensure_started()
     typer.echo(f"plait API on http://{host}:{port}/api (docs: /api/docs) for {redact_url(engine.url)}")
+    typer.echo(f"dashboard on http://{host}:{port}/")
     app = create_app(engine, allowed_hosts=allowed_host or (), body_timeout=body_timeout or DEFAULT_BODY_TIMEOUT)
     config = server_config(
         app,

@@ -198,6 +198,9 @@ def create_app(
     app.include_router(documents_router(spaces.get, needs))
     for trigger in engine._http_triggers:
         mount_trigger(app, spaces, trigger)
+    from plait.dashboard import mount_dashboard  # imported here: the dashboard imports plait.http
+
+    mount_dashboard(app)
     return app
 
 

@@ -204,6 +204,7 @@ class RunFilter:
     status: str | None = None
     waiting_for_version: bool = False
     parent_run_id: str | None = None
+    idempotency_key: str | None = None
 
 
 class Store(Protocol):

@@ -255,6 +255,9 @@ class PostgresStore:
         if where.parent_run_id is not None:
             clauses.append("parent_run_id = %s")
             params.append(where.parent_run_id)
+        if where.idempotency_key is not None:
+            clauses.append("idempotency_key = %s")
+            params.append(where.idempotency_key)
         if after is not None:
             clauses.append("(created_at, id) < (%s, %s)")
             params.extend([after[0], after[1]])

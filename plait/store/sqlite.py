@@ -155,6 +155,9 @@ class SQLiteStore(SQLiteConnection):
         if where.parent_run_id is not None:
             clauses.append("parent_run_id = ?")
             params.append(where.parent_run_id)
+        if where.idempotency_key is not None:
+            clauses.append("idempotency_key = ?")
+            params.append(where.idempotency_key)
         if after is not None:
             clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
             params.extend([after[0], after[0], after[1]])

@@ -489,3 +489,18 @@ def test_retrying_a_parent_reopens_its_failed_child(engine: plait.Engine) -> Non
     broken = False
     assert engine.retry(run.id).result(timeout=10) == 2
     assert [c.status for c in engine.list_runs(workflow="fragile_child").items] == [plait.RunStatus.SUCCEEDED]
+
+
+def test_list_runs_finds_a_run_by_idempotency_key_and_a_parent_s_children(engine: plait.Engine) -> None:
+    parent = plait.workflow("parent_of_greeting", input=Signup).then(greeting).commit()
+    engine.register(greeting, parent)
+    keyed = engine.start(greeting, {"email": "k@x", "age": 1}, idempotency_key="signup-k")
+    engine.start(greeting, {"email": "other@x", "age": 2}, idempotency_key="signup-other")
+    found = engine.list_runs(idempotency_key="signup-k")
+    assert [run.id for run in found.items] == [keyed.id]
+    assert engine.list_runs(idempotency_key="no-such-key").items == []
+
+    outer = engine.start(parent, {"email": "p@x", "age": 3})
+    assert outer.result(timeout=10) == "hi p@x"
+    children = engine.list_runs(parent_run_id=outer.id).items
+    assert len(children) == 1 and children[0].workflow_id == "greeting" and children[0].parent_run_id == outer.id

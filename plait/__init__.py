@@ -4,6 +4,7 @@ from plait.clock import Clock, SystemClock
 from plait.context import Context
 from plait.engine import Engine
 from plait.errors import (
+    BudgetExceeded,
     DuplicateWorkflow,
     EventTimeout,
     InputValidationError,
@@ -25,6 +26,7 @@ from plait.queues import Queue
 from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRecord
 from plait.steps import Retry, Step, approval, create_step, step
 from plait.subscriptions import Subscription
+from plait.usage import Budget, Usage, UsageRow
 from plait.waiting import Approval, Poll
 from plait.webhooks import DeadLetter, Webhook
 from plait.workflow import Builder, ChildTask, Workflow, workflow
@@ -33,6 +35,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Approval",
+    "Budget",
+    "BudgetExceeded",
     "Builder",
     "ChildTask",
     "Clock",
@@ -67,6 +71,8 @@ __all__ = [
     "StoreUnavailable",
     "Subscription",
     "SystemClock",
+    "Usage",
+    "UsageRow",
     "Webhook",
     "Workflow",
     "WorkflowDefinitionError",

@@ -21,6 +21,7 @@ from plait.engine_feeds import FeedsMixin
 from plait.engine_schedules import SchedulesMixin
 from plait.engine_signals import SignalsMixin
 from plait.engine_triggers import CompletionTrigger, TriggersMixin
+from plait.engine_usage import UsageMixin
 from plait.errors import (
     DuplicateWorkflow,
     InputValidationError,
@@ -40,6 +41,7 @@ from plait.store import schedules as schedule_table
 from plait.store.base import NewRun, RunFilter, RunRow, Store
 from plait.subscriptions import Subscription
 from plait.tracing import Tracer, current_trace_context, tracing_available
+from plait.usage.models import Budget
 from plait.webhooks import WebhookDispatcher
 from plait.worker import Worker
 from plait.workflow.graph import ChildTask, Workflow, node_id, node_tasks
@@ -51,7 +53,7 @@ T = TypeVar("T")
 DEFAULT_URL = "sqlite:///plait.db"
 
 
-class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
+class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, UsageMixin):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -63,6 +65,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
     URL) puts plait's tables in their own schema. ``events=False`` turns the
     event log off (no run.events(), feed, subscriptions or webhooks). With the
     ``otel`` extra installed, ``tracing`` emits OpenTelemetry spans.
+    ``store_prompts=True`` keeps the prompts and responses given to
+    ``ctx.record_usage`` (never SecretStr or Hidden values).
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         tracing: bool = True,
         webhook_max_attempts: int = 5,
         webhook_backoff: float = 1.0,
+        store_prompts: bool = False,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -110,6 +115,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             other_due=lambda: schedule_table.next_due(self._store, namespace),
         )
         self._store.record_events = events
+        self._worker.store_prompts = store_prompts
         self._hooks = HookRunner()
         if tracing and tracing_available():
             self._worker.tracer = Tracer()
@@ -311,6 +317,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[O]: ...
     @overload
     def start(
@@ -323,6 +330,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[Any]: ...
     def start(
         self,
@@ -334,13 +342,15 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[Any]:
         """Start a run and return its handle; the run is durable once this returns.
 
         Input is validated first (InputValidationError, and no run is created).
         The same ``idempotency_key`` (or ``run_id``) returns the existing run.
+        ``budget`` limits this run's model usage instead of the workflow's budget.
         """
-        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget)
         row = self._loop.run(self._create(new))
         return RunHandle(self, row.id)
 
@@ -355,6 +365,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[O]: ...
     @overload
     async def astart(
@@ -367,6 +378,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[Any]: ...
     async def astart(
         self,
@@ -378,9 +390,10 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[Any]:
         """Async twin of ``start``."""
-        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget)
         row = await self._loop.run_async(self._create(new))
         return RunHandle(self, row.id)
 
@@ -393,6 +406,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int,
         delay: timedelta | float | None,
         metadata: Mapping[str, Any] | None,
+        budget: Budget | None = None,
     ) -> NewRun:
         if isinstance(workflow, Workflow):
             if self._lookup(workflow.id, workflow.version) is not workflow:
@@ -426,6 +440,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             queue=workflow.placement.queue,
             concurrency_key=concurrency_key_of(workflow, value),
             trace_context=current_trace_context(),
+            budget=budget.model_dump_json() if budget is not None else None,
         )
 
     async def _create(self, new: NewRun) -> RunRow:
@@ -509,11 +524,12 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         return row
 
     async def _get_run_info(self, run_id: str) -> Run:
-        return Run.from_row(await self._get_row(run_id))
+        return await self._run_with_usage(Run.from_row(await self._get_row(run_id)))
 
     async def _steps(self, run_id: str) -> list[StepRecord]:
-        await self._get_row(run_id)
-        return [StepRecord.from_row(row) for row in await self._store.load_steps(run_id)]
+        run = await self._get_row(run_id)
+        records = [StepRecord.from_row(row) for row in await self._store.load_steps(run_id)]
+        return await self._steps_with_usage(run_id, records) if run.usage_calls else records
 
     async def _result(self, run_id: str, timeout: float | None) -> Any:
         self._ensure_started()
@@ -553,7 +569,11 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         return RunHandle(self, run_id)
 
     def rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
-        """Fork a new run of the same input that reuses the outputs of the steps before ``step_id``."""
+        """Fork a new run of the same input that reuses the outputs of the steps before ``step_id``.
+
+        The new run's usage totals start at the usage of the steps it reuses
+        (their calls are copied, marked carried; ``engine.usage`` counts them once).
+        """
         return self._loop.run(self._rerun_from(run_id, step_id))
 
     async def arerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:

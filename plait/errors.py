@@ -16,7 +16,8 @@
     ├── RunCancelled              run.cancelled
     ├── RunStateError             run.state
     ├── StoreUnavailable          store.unavailable
-    └── LeaseLost                 lease.lost
+    ├── LeaseLost                 lease.lost
+    └── BudgetExceeded            run.budget_exceeded
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -155,6 +156,15 @@ class LeaseLost(PlaitError):
     """This worker no longer holds the run (its lease expired); its commit was refused."""
 
     code = "lease.lost"
+
+
+class BudgetExceeded(PlaitError):
+    """A run's recorded model usage reached its budget, so it started no further step.
+
+    Raise it with ``engine.raise_budget(run_id, ...)`` and ``engine.retry(run_id)``.
+    """
+
+    code = "run.budget_exceeded"
 
 
 class RunCancelledSignal(BaseException):

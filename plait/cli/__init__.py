@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import typer
 
-from plait.cli import admin, demo, runs
+from plait.cli import admin, demo, runs, usage
 from plait.cli.common import app, state
 from plait.errors import PlaitError, RunCancelled, RunFailed
 
-__all__ = ["admin", "app", "demo", "main", "runs"]
+__all__ = ["admin", "app", "demo", "main", "runs", "usage"]
 
 
 def main() -> None:

@@ -172,6 +172,9 @@ def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_BODY_LIMIT) -> F
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     spaces = Namespaces(engine)
     app.state.namespaces = spaces
+    from plait.http.usage import usage_router  # it builds on this module's auth dependencies
+
+    app.include_router(usage_router())
 
     @app.get("/api/workflows", response_model=list[WorkflowInfo])
     async def list_workflows(who: Reader) -> list[WorkflowInfo]:

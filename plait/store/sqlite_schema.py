@@ -181,3 +181,40 @@ MIGRATIONS.append(
     );
     """
 )
+
+MIGRATIONS.append(
+    # 7 (AI usage and budgets): one row per model call, the run's totals and its own budget.
+    """
+    CREATE TABLE plait_usage (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        namespace TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        cost_nanos INTEGER,
+        cost_source TEXT NOT NULL,
+        price_version TEXT,
+        prompt TEXT,
+        response TEXT,
+        carried INTEGER NOT NULL DEFAULT 0,
+        day TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX plait_usage_run ON plait_usage (run_id);
+    CREATE INDEX plait_usage_time ON plait_usage (namespace, created_at);
+    ALTER TABLE plait_runs ADD COLUMN usage_input_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plait_runs ADD COLUMN usage_output_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plait_runs ADD COLUMN usage_cost_nanos INTEGER;
+    ALTER TABLE plait_runs ADD COLUMN usage_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plait_runs ADD COLUMN budget TEXT;
+    """
+)

@@ -149,15 +149,17 @@ class Worker:
         self._wake.clear()
         now = self.clock.now().timestamp()
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        # One try from here: a shutdown that cancels us during the reads below must still cancel the
+        # waiter, or the loop closes with it pending ("Task was destroyed but it is pending").
         try:
-            due = await self.store.next_ready_at(self.namespace, now)
-            other = await self._other_due() if self._other_due is not None else None
-            due = min((d for d in (due, other) if d is not None), default=None)
-        except StoreUnavailable:
-            due = None
-        if due is not None:
-            waiters.append(asyncio.ensure_future(self.clock.sleep(due - now)))
-        try:
+            try:
+                due = await self.store.next_ready_at(self.namespace, now)
+                other = await self._other_due() if self._other_due is not None else None
+                due = min((d for d in (due, other) if d is not None), default=None)
+            except StoreUnavailable:
+                due = None
+            if due is not None:
+                waiters.append(asyncio.ensure_future(self.clock.sleep(due - now)))
             await asyncio.wait(waiters, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:

@@ -76,7 +76,10 @@ class RunLog:
         event = self.event(type_, payload=payload, step_id=step_id, key=key, attempt=attempt)
         with self._lock:
             self._pending.append(event)
-        self._loop.call_soon_threadsafe(self._schedule_flush)
+        # A flush already due takes this event too (it clears the flag before it takes the pending
+        # events): skipping the wake-up saves a loop round trip per event of a busy step.
+        if not self._flush_scheduled:
+            self._loop.call_soon_threadsafe(self._schedule_flush)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:

@@ -104,6 +104,7 @@ class NewUsage:
     step_id: str
     step_key: str
     attempt: int
+    seq: int  # the call's place among its attempt's calls
     model: str
     provider: str | None
     input_tokens: int
@@ -422,7 +423,7 @@ def stale_lease(lease: Lease, row: tuple[Any, ...] | None) -> BaseException:
 
 
 USAGE_COLUMNS = (
-    "namespace, run_id, workflow_id, step_id, step_key, attempt, model, provider, input_tokens, output_tokens, "
+    "namespace, run_id, workflow_id, step_id, step_key, attempt, seq, model, provider, input_tokens, output_tokens, "
     "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_nanos, cost_source, price_version, prompt, "
     "response, day, created_at"
 )
@@ -431,7 +432,7 @@ USAGE_COLUMNS = (
 def usage_values(call: NewUsage) -> tuple[object, ...]:
     """The INSERT parameters of a usage row, in USAGE_COLUMNS' order."""
     return (
-        call.namespace, call.run_id, call.workflow_id, call.step_id, call.step_key, call.attempt, call.model,
+        call.namespace, call.run_id, call.workflow_id, call.step_id, call.step_key, call.attempt, call.seq, call.model,
         call.provider, call.input_tokens, call.output_tokens, call.cache_read_tokens, call.cache_write_tokens,
         call.reasoning_tokens, call.cost_nanos, call.cost_source, call.price_version, call.prompt, call.response,
         call.day, call.created_at,

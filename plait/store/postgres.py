@@ -849,7 +849,7 @@ _TOTALS_SET = (
     "ELSE coalesce(r.usage_cost_nanos, 0) + %s::bigint END"
 )
 _USAGE_ROW = (
-    "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::text, %s::text, %s::bigint, %s::bigint, "
+    "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::int, %s::text, %s::text, %s::bigint, %s::bigint, "
     "%s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text, %s::float8)"
 )
 

@@ -184,15 +184,17 @@ MIGRATIONS.append(
 
 MIGRATIONS.append(
     # 7 (AI usage and budgets): one row per model call, the run's totals and its own budget.
+    # Clustered by run (WITHOUT ROWID, no other index): a step's commit with usage then touches one
+    # more table page and the run's row, not four pages; reports over time scan the table.
     """
     CREATE TABLE plait_usage (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
         namespace TEXT NOT NULL,
         run_id TEXT NOT NULL,
         workflow_id TEXT NOT NULL,
         step_id TEXT NOT NULL,
         step_key TEXT NOT NULL,
         attempt INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
         model TEXT NOT NULL,
         provider TEXT,
         input_tokens INTEGER NOT NULL,
@@ -207,10 +209,9 @@ MIGRATIONS.append(
         response TEXT,
         carried INTEGER NOT NULL DEFAULT 0,
         day TEXT NOT NULL,
-        created_at REAL NOT NULL
-    );
-    CREATE INDEX plait_usage_run ON plait_usage (run_id);
-    CREATE INDEX plait_usage_time ON plait_usage (namespace, created_at);
+        created_at REAL NOT NULL,
+        PRIMARY KEY (run_id, step_key, attempt, seq)
+    ) WITHOUT ROWID;
     ALTER TABLE plait_runs ADD COLUMN usage_input_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE plait_runs ADD COLUMN usage_output_tokens INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE plait_runs ADD COLUMN usage_cost_nanos INTEGER;

@@ -45,7 +45,7 @@ async def run_calls(store: Store, run_id: str) -> list[CallRow]:
     """Every call stored for the run, carried ones included (they make up its totals)."""
     rows = await store.sql(
         "SELECT step_key, attempt, model, input_tokens, output_tokens, cost_nanos FROM plait_usage "
-        "WHERE run_id = ? ORDER BY id",
+        "WHERE run_id = ? ORDER BY created_at, step_key, attempt, seq",
         (run_id,),
     )
     return [

@@ -41,9 +41,14 @@ def price_version() -> str | None:
     if prices is None:
         return None
     snapshot = prices.data_snapshot.get_snapshot()
-    if snapshot.from_auto_update:
-        return f"genai-prices {prices.__version__} updated {snapshot.timestamp.isoformat(timespec='seconds')}"
-    return f"genai-prices {prices.__version__}"
+    return _version_of(prices.__version__, snapshot.timestamp if snapshot.from_auto_update else None)
+
+
+@lru_cache(maxsize=8)
+def _version_of(library: str, updated: datetime | None) -> str:
+    if updated is not None:
+        return f"genai-prices {library} updated {updated.isoformat(timespec='seconds')}"
+    return f"genai-prices {library}"
 
 
 @lru_cache(maxsize=1024)

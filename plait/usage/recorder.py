@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from plait.errors import InputValidationError
@@ -30,11 +31,30 @@ def _calls(result: Any, model: str | None, provider: str | None, tokens: dict[st
             raise InputValidationError(
                 "record_usage needs a response object, or model= with the token counts (the keyword form)"
             )
-        return [_with_counts(Call(model, provider), tokens)]
+        count = {name: tokens[name] or 0 for name in _COUNTS}
+        return [
+            Call(
+                model,
+                provider,
+                input_tokens=count["input_tokens"],
+                output_tokens=count["output_tokens"],
+                cache_read_tokens=count["cache_read_tokens"],
+                cache_write_tokens=count["cache_write_tokens"],
+                reasoning_tokens=count["reasoning_tokens"],
+            )
+        ]
     return [
         _with_counts(replace(call, model=model or call.model, provider=provider or call.provider), tokens)
         for call in calls_from(result)
     ]
+
+
+_COUNTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+@lru_cache(maxsize=64)
+def _day(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86400, UTC).date().isoformat()
 
 
 def _with_counts(call: Call, tokens: dict[str, int | None]) -> Call:
@@ -55,6 +75,7 @@ class UsageRecorder:
             run.usage_input_tokens, run.usage_output_tokens, run.usage_cost_nanos or 0, run.usage_calls
         )
         self._pending: dict[str, list[NewUsage]] = {}
+        self._seq: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()  # synchronous steps record from their threads
 
     def record(
@@ -74,8 +95,11 @@ class UsageRecorder:
     ) -> list[NewUsage]:
         """Buffer the calls ``result`` (or the keyword form) stands for, until the attempt commits."""
         calls = _calls(result, model, provider, tokens)
-        day = datetime.fromtimestamp(now, UTC).date().isoformat()
+        day = _day(int(now // 86400))
         records = []
+        with self._lock:
+            first = self._seq.get((key, attempt), 0)
+            self._seq[(key, attempt)] = first + len(calls)
         for index, call in enumerate(calls):
             if cost is not None:
                 # A given cost covers everything this record_usage call stands for: it goes on the first call.
@@ -92,6 +116,7 @@ class UsageRecorder:
                     step_id=step_id,
                     step_key=key,
                     attempt=attempt,
+                    seq=first + index,
                     model=call.model or "unknown",
                     provider=call.provider,
                     input_tokens=call.input_tokens,

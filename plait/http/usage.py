@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -14,7 +13,7 @@ from plait.usage.models import UsageRow
 
 
 class RaiseBudget(BaseModel):
-    max_cost: float | None = Field(default=None, ge=0)
+    max_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     max_tokens: int | None = Field(default=None, ge=0)
 
 
@@ -27,14 +26,17 @@ def usage_router() -> APIRouter:
         who: Reader,
         group_by: Literal["workflow", "model", "day", "step"] = "workflow",
         workflow: str | None = None,
-        since: Annotated[float | None, Query(description="epoch seconds")] = None,
-        until: Annotated[float | None, Query(description="epoch seconds")] = None,
-        since_seconds: Annotated[float | None, Query(ge=0, description="how far back from now")] = None,
+        since: Annotated[float | None, Query(description="epoch seconds", allow_inf_nan=False)] = None,
+        until: Annotated[float | None, Query(description="epoch seconds", allow_inf_nan=False)] = None,
+        since_seconds: Annotated[
+            float | None, Query(ge=0, description="how far back from now", allow_inf_nan=False)
+        ] = None,
     ) -> list[UsageRow]:
         """Tokens, cost, calls and runs per workflow, model, day or step."""
         spaces: Namespaces = request.app.state.namespaces
-        start = timedelta(seconds=since_seconds) if since_seconds is not None else since
-        return await spaces.get(who.namespace).ausage(workflow=workflow, since=start, until=until, group_by=group_by)
+        engine = spaces.get(who.namespace)
+        start = engine.clock.now().timestamp() - since_seconds if since_seconds is not None else since
+        return await engine.ausage(workflow=workflow, since=start, until=until, group_by=group_by)
 
     @router.post("/api/runs/{run_id}/budget", response_model=Run)
     async def raise_budget(run_id: str, body: RaiseBudget, request: Request, who: Writer) -> Run:

@@ -65,7 +65,7 @@ class Budget(BaseModel):
     already running finishes: the check is made before each step starts.
     """
 
-    max_cost: float | None = Field(default=None, ge=0)
+    max_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     max_tokens: int | None = Field(default=None, ge=0)
     on_exceed: Literal["fail", "suspend"] = "fail"
 

@@ -609,6 +609,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, UsageMixin
             ready_at=now,
             priority=source.priority,
             metadata=json.dumps(metadata),
+            budget=source.budget,
         )
         row = await self._store.fork_run(new, run_id, keys)
         self._ensure_started()

@@ -21,6 +21,7 @@ from plait.errors import InputValidationError
 from plait.http.errors import ApiError, BodyLimit, install
 from plait.runs import Event, Page, Run, RunStatus, StepRecord
 from plait.store import tokens as token_table
+from plait.usage.models import Budget
 from plait.webhooks import DeadLetter
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
@@ -62,6 +63,7 @@ class StartRun(BaseModel):
     priority: int = 0
     delay_seconds: float = Field(default=0, ge=0)
     metadata: dict[str, Any] | None = None
+    budget: Budget | None = None  # limits this run's model usage (plait.Budget)
 
 
 class RunDetail(BaseModel):
@@ -195,6 +197,7 @@ def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_BODY_LIMIT) -> F
             priority=body.priority,
             delay=body.delay_seconds,
             metadata=body.metadata,
+            budget=body.budget,
         )
         return await handle.ainfo()
 

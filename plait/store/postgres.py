@@ -635,11 +635,11 @@ class PostgresStore:
         async def fork(cursor: Cursor) -> RunRow:
             await cursor.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
-                "metadata, created_at, updated_at, ready_at) "
-                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
+                "metadata, created_at, updated_at, ready_at, budget) "
+                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
-                    run.metadata, run.created_at, run.created_at, run.ready_at,
+                    run.metadata, run.created_at, run.created_at, run.ready_at, run.budget,
                 ),
             )  # fmt: skip
             row = await cursor.fetchone()

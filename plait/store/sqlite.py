@@ -661,10 +661,11 @@ class SQLiteStore:
         def fork(conn: sqlite3.Connection) -> RunRow:
             conn.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
-                "metadata, created_at, updated_at, ready_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
+                "metadata, created_at, updated_at, ready_at, budget) "
+                "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
-                    run.metadata, run.created_at, run.created_at, run.ready_at,
+                    run.metadata, run.created_at, run.created_at, run.ready_at, run.budget,
                 ),
             )  # fmt: skip
             conn.execute(

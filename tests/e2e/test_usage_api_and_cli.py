@@ -70,6 +70,10 @@ def test_usage_report_run_usage_and_raising_a_budget_over_http(api_url: tuple[st
         assert client.get("/api/usage", params={"since": time.time() + 3600}).json() == []
         wrong = client.get("/api/usage", params={"group_by": "planet"})
         assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "input.invalid"
+        started = client.post("/api/workflows/llm/runs", json={"input": 0, "budget": {"max_tokens": 1}})
+        assert started.status_code == 201, started.text
+        with pytest.raises(plait.RunFailed, match="budget"):
+            engine.get_run(started.json()["id"]).result(timeout=30)
 
 
 APP = """

@@ -192,6 +192,15 @@ def test_rerun_from_starts_at_the_reused_steps_usage_and_reports_count_calls_onc
     assert (row.calls, row.runs) == (4, 2)
 
 
+def test_rerun_from_keeps_the_runs_own_budget(engine: plait.Engine) -> None:
+    run = engine.start(looping("rerun_budget"), 0, budget=plait.Budget(max_tokens=150))
+    with pytest.raises(plait.RunFailed):
+        run.result(timeout=10)
+    again = engine.rerun_from(run.id, "think")
+    with pytest.raises(plait.RunFailed, match="max_tokens=150"):
+        again.result(timeout=10)
+
+
 def test_prune_deletes_usage_with_its_run(engine: plait.Engine) -> None:
     run = engine.start(looping("pruned", until=2), 0)
     run.result(timeout=10)

@@ -32,6 +32,13 @@ def sync_noop(x: int) -> int:
     return x + 1
 
 
+@plait.step
+async def async_llm(ctx: plait.Context, x: int) -> int:
+    # One model call's usage per step, priced from the genai-prices table (varying counts: no cache hits).
+    ctx.record_usage(model="gpt-4o-mini", provider="openai", input_tokens=1200 + x % 97, output_tokens=300)
+    return x + 1
+
+
 def raw_commit_seconds(conn: sqlite3.Connection, count: int) -> float:
     """Mean seconds of one INSERT + COMMIT of a ~200-byte row."""
     payload = "x" * 200
@@ -64,7 +71,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
     args = parser.parse_args()
-    results: dict[str, list[float]] = {"raw": [], "async": [], "sync": [], "no_events": []}
+    results: dict[str, list[float]] = {"raw": [], "async": [], "sync": [], "usage": [], "no_events": []}
     with tempfile.TemporaryDirectory() as tmp:
         raw = sqlite3.connect(Path(tmp) / "raw.db", isolation_level=None)
         raw.execute("PRAGMA journal_mode=WAL")
@@ -73,6 +80,7 @@ def main() -> None:
         flows: dict[str, Any] = {
             "async": sequential_flow(async_noop, args.steps),
             "sync": sequential_flow(sync_noop, args.steps),
+            "usage": sequential_flow(async_llm, args.steps),
         }
         durability = args.durability
         with (
@@ -97,6 +105,7 @@ def main() -> None:
     rows = (
         ("async", "plait step, async def"),
         ("sync", "plait step, def (thread pool)"),
+        ("usage", "plait step, async, record_usage"),
         ("no_events", "plait step, async, events=False"),
     )
     for kind, label in rows:
@@ -104,6 +113,8 @@ def main() -> None:
         print(f"{label:34} {value * 1e6:8.1f} {1 / value:9,.0f} {value / raw_s:7.2f}")
     overhead = statistics.median(results["async"]) / statistics.median(results["no_events"]) - 1
     print(f"event log cost: {overhead * 100:+.1f}% per step (target <= 25%)")
+    usage_cost = statistics.median(results["usage"]) / statistics.median(results["async"]) - 1
+    print(f"record_usage cost: {usage_cost * 100:+.1f}% per step (target <= 10%)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from plait.documents import (
 from plait.engine import Engine
 from plait.engine_documents import DocumentVersion
 from plait.errors import (
+    BudgetExceeded,
     DocumentInvalid,
     DuplicateWorkflow,
     EventTimeout,
@@ -40,6 +41,7 @@ from plait.queues import Queue
 from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRecord
 from plait.steps import Retry, Step, approval, create_step, step
 from plait.subscriptions import Subscription
+from plait.usage import Budget, Usage, UsageRow
 from plait.waiting import Approval, Poll
 from plait.webhooks import DeadLetter, Webhook
 from plait.workflow import Builder, ChildTask, Workflow, workflow
@@ -48,6 +50,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Approval",
+    "Budget",
+    "BudgetExceeded",
     "Builder",
     "ChildTask",
     "Clock",
@@ -90,6 +94,8 @@ __all__ = [
     "StoreUnavailable",
     "Subscription",
     "SystemClock",
+    "Usage",
+    "UsageRow",
     "UserOnly",
     "Webhook",
     "Workflow",

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from plait.errors import RunStateError
 from plait.payloads import jsonable
 from plait.run_log import RESERVED_PREFIXES
+from plait.usage.models import nanos_to_cost
 from plait.waiting import SuspendRequest
 
 if TYPE_CHECKING:
     from plait.executor import RunExecution
     from plait.steps import Step
+    from plait.usage.models import Budget
 
 O = TypeVar("O")  # noqa: E741 - reads as "output"
 
@@ -111,15 +113,70 @@ class Context:
 
     def record_usage(
         self,
+        result: Any = None,
+        /,
         *,
-        model: str,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
+        model: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        provider: str | None = None,
         cost: float | None = None,
+        prompt: Any = None,
+        response: Any = None,
     ) -> None:
-        """Record an LLM call's usage as a ``step.usage`` event (model, tokens, cost) for reports and alerts."""
-        usage = {"model": model, "input_tokens": input_tokens, "output_tokens": output_tokens, "cost": cost}
-        self._add("step.usage", usage)
+        """Record a model call's usage: pass the client's response (or its ``usage``), or use the keywords.
+
+        OpenAI (Chat Completions, Responses), Anthropic and pydantic-ai results
+        are read for model, provider and tokens (keywords given override
+        them). ``input_tokens`` include cached input. ``cost`` (USD) is
+        computed from the price table when not given. The record is written
+        with this attempt's commit and counts towards the run's budget;
+        ``prompt``/``response`` are kept only with ``Engine(store_prompts=True)``.
+        """
+        tokens = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read_tokens,
+            "cache_write_tokens": cache_write_tokens,
+            "reasoning_tokens": reasoning_tokens,
+        }
+        execution = self._execution
+        records = execution.usage.record(
+            self.step_id,
+            self.step_key,
+            self.attempt,
+            execution.host.clock.now().timestamp(),
+            result,
+            model=model,
+            provider=provider,
+            cost=cost,
+            prompt=prompt,
+            response=response,
+            tokens=tokens,
+        )
+        if execution.log_enabled:
+            for record in records:
+                cost_usd = nanos_to_cost(record.cost_nanos)
+                self._add(
+                    "step.usage",
+                    {
+                        "model": record.model,
+                        "input_tokens": record.input_tokens,
+                        "output_tokens": record.output_tokens,
+                        "cost": cost_usd,
+                    },
+                )
+
+    @property
+    def budget_left(self) -> Budget | None:
+        """What remains of the run's budget (counting calls recorded so far), or None without one.
+
+        A step can check it to skip an expensive call.
+        """
+        return self._execution.usage.left()
 
     def mark_cancelled(self) -> None:
         self._cancelled = True

@@ -26,6 +26,7 @@ from plait.engine_feeds import FeedsMixin
 from plait.engine_schedules import SchedulesMixin
 from plait.engine_signals import SignalsMixin
 from plait.engine_triggers import CompletionTrigger, TriggersMixin
+from plait.engine_usage import UsageMixin
 from plait.errors import (
     DuplicateWorkflow,
     IdempotencyConflict,
@@ -47,6 +48,7 @@ from plait.store import schedules as schedule_table
 from plait.store.base import NewRun, RunFilter, RunRow, Store
 from plait.subscriptions import Subscription
 from plait.tracing import Tracer, current_trace_context, tracing_available
+from plait.usage.models import Budget
 from plait.webhooks import WebhookDispatcher
 from plait.worker import Worker
 from plait.workflow.graph import ChildTask, Workflow, node_id, node_tasks
@@ -58,7 +60,7 @@ T = TypeVar("T")
 DEFAULT_URL = "sqlite:///plait.db"
 
 
-class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin):
+class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin, UsageMixin):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -75,6 +77,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
     ``secrets`` (a mapping, or a function name -> value) fills connectors'
     hidden params at each attempt (default: the environment variable of that
     name); ``document_env`` lists the ``{{env.NAME}}`` names documents may read.
+    ``store_prompts=True`` keeps the prompts and responses given to
+    ``ctx.record_usage`` (never SecretStr or Hidden values).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         shutdown_grace: float = 30.0,
         secrets: SecretSource | None = None,
         document_env: EnvAllowList | None = None,
+        store_prompts: bool = False,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -126,6 +131,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         )
         self._store.record_events = events
         self._init_documents(secrets, document_env)
+        self._worker.store_prompts = store_prompts
         self._hooks = HookRunner()
         if tracing and tracing_available():
             self._worker.tracer = Tracer()
@@ -356,6 +362,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[O]: ...
     @overload
     def start(
@@ -368,6 +375,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[Any]: ...
     def start(
         self,
@@ -379,17 +387,19 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[Any]:
         """Start a run and return its handle; the run is durable once this returns.
 
         Input is validated first (InputValidationError, and no run is created).
         The same ``idempotency_key`` (or ``run_id``) with the same workflow and
         input returns the existing run; reused with another workflow or input
-        it raises IdempotencyConflict.
+        it raises IdempotencyConflict. ``budget`` limits this run's model usage
+        instead of the workflow's budget.
         """
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = self._loop.run(self._stored_document_workflow(workflow))
-        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget)
         row = self._loop.run(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
 
@@ -404,6 +414,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[O]: ...
     @overload
     async def astart(
@@ -416,6 +427,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[Any]: ...
     async def astart(
         self,
@@ -427,11 +439,12 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
     ) -> RunHandle[Any]:
         """Async twin of ``start``."""
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = await self._loop.run_async(self._stored_document_workflow(workflow))
-        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget)
         row = await self._loop.run_async(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
 
@@ -444,6 +457,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         priority: int,
         delay: timedelta | float | None,
         metadata: Mapping[str, Any] | None,
+        budget: Budget | None = None,
     ) -> NewRun:
         if run_id is not None and not is_valid_run_id(run_id):
             raise InputValidationError(
@@ -481,6 +495,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
             priority=priority,
             metadata=dump_any(dict(metadata)) if metadata else None,
             trace_context=current_trace_context(),
+            budget=budget.model_dump_json() if budget is not None else None,
         )
 
     async def _create(self, new: NewRun, *, run_id_given: bool = False) -> RunRow:
@@ -562,11 +577,12 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         return row
 
     async def _get_run_info(self, run_id: str) -> Run:
-        return Run.from_row(await self._get_row(run_id))
+        return await self._run_with_usage(Run.from_row(await self._get_row(run_id)))
 
     async def _steps(self, run_id: str) -> list[StepRecord]:
-        await self._get_row(run_id)
-        return [StepRecord.from_row(row) for row in await self._store.load_steps(self.namespace, run_id)]
+        run = await self._get_row(run_id)
+        records = [StepRecord.from_row(row) for row in await self._store.load_steps(self.namespace, run_id)]
+        return await self._steps_with_usage(run_id, records) if run.usage_calls else records
 
     async def _result(self, run_id: str, timeout: float | None) -> Any:
         self._ensure_started()
@@ -606,7 +622,11 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         return RunHandle(self, run_id)
 
     def rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
-        """Fork a new run of the same input that reuses the outputs of the steps before ``step_id``."""
+        """Fork a new run of the same input that reuses the outputs of the steps before ``step_id``.
+
+        The new run's usage totals start at the usage of the steps it reuses
+        (their calls are copied, marked carried; ``engine.usage`` counts them once).
+        """
         return self._loop.run(self._rerun_from(run_id, step_id))
 
     async def arerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
@@ -639,6 +659,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
             now=now,
             priority=source.priority,
             metadata=json.dumps(metadata),
+            budget=source.budget,
         )
         row = await self._store.fork_run(new, run_id, keys)
         self._ensure_started()

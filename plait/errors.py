@@ -18,7 +18,8 @@
     ├── StoreUnavailable          store.unavailable
     ├── LeaseLost                 lease.lost
     ├── DocumentInvalid           document.invalid
-    └── IdempotencyConflict       run.idempotency_conflict
+    ├── IdempotencyConflict       run.idempotency_conflict
+    └── BudgetExceeded            run.budget_exceeded
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -174,6 +175,15 @@ class DocumentInvalid(PlaitError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "details": self.problems}
+
+
+class BudgetExceeded(PlaitError):
+    """A run's recorded model usage reached its budget, so it started no further step.
+
+    Raise it with ``engine.raise_budget(run_id, ...)`` and ``engine.retry(run_id)``.
+    """
+
+    code = "run.budget_exceeded"
 
 
 class RunCancelledSignal(BaseException):

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from plait.clock import Clock, wall_seconds
 from plait.context import Context
 from plait.errors import (
+    BudgetExceeded,
     EventTimeout,
     InputValidationError,
     PlaitError,
@@ -34,8 +35,9 @@ from plait.hooks import HookInfo, HookRunner, Observer
 from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable, type_name
 from plait.run_log import RunLog, public_error
 from plait.steps import Step, takes_context
-from plait.store.base import FOREVER, Lease, NewEvent, Park, RunRow, StepRow, Store, WaitRow
+from plait.store.base import FOREVER, Lease, NewEvent, NewUsage, Park, RunRow, StepRow, Store, WaitRow
 from plait.tracing import Tracer
+from plait.usage.recorder import UsageRecorder
 from plait.waiting import Poll, SkipRequest, SuspendRequest, approval_event, resume_event
 from plait.workflow.graph import (
     BranchNode,
@@ -62,6 +64,7 @@ class RunHost(Protocol):
     draining: bool
     observers: list[Observer]
     tracer: Tracer | None
+    store_prompts: bool
 
     def lease_until(self) -> float:
         """When a lease (or a queue slot) taken now expires, in wall seconds."""
@@ -125,6 +128,7 @@ class RunExecution:
         steps: list[StepRow],
         waits: list[WaitRow] | None = None,
         state: dict[str, Any] | None = None,
+        attempts: dict[str, int] | None = None,
     ) -> None:
         self.host = host
         self.state: dict[str, Any] = state or {}
@@ -147,7 +151,9 @@ class RunExecution:
                 self.outputs_by_step[row.step_id] = row.output
             elif row.status == "failed" and row.finished_at >= retried_at:
                 self._failed_attempts[row.step_key] = self._failed_attempts.get(row.step_key, 0) + 1
-        self._attempts_seen = {row.step_key: row.attempt for row in steps}
+        self._attempts_seen = dict(attempts or {})  # attempts the event log shows, committed or cut short
+        for row in steps:
+            self._attempts_seen[row.step_key] = max(self._attempts_seen.get(row.step_key, 0), row.attempt)
         last = workflow.nodes[-1]
         # The last step's row is written in the run's final transaction: one commit fewer per run.
         self._deferrable_key = last.task.id if isinstance(last, ThenNode) and isinstance(last.task, Step) else None
@@ -158,6 +164,8 @@ class RunExecution:
         tracer = host.tracer if host.tracer is not None and host.tracer.is_recording() else None
         self.tracer = tracer
         self.observers: list[Observer] = [*host.observers, *workflow_hooks, *([tracer] if tracer else [])]
+        self.usage = UsageRecorder(run, workflow.budget, host.store_prompts, tracer)
+        self.deferred_usage: list[NewUsage] = []
         self._last_output: tuple[Any, str, Any] | None = None
 
     def mark_cancelled(self) -> None:
@@ -193,7 +201,8 @@ class RunExecution:
         if self.deferred_step is not None:
             row, self.deferred_step = self.deferred_step, None
             events, self.deferred_events = self.deferred_events, []
-            await self.host.store.record_step(self.lease, row, events)
+            usage, self.deferred_usage = self.deferred_usage, []
+            await self.host.store.record_step(self.lease, row, events, usage)
 
     # -- nodes ---------------------------------------------------------------
 
@@ -452,11 +461,35 @@ class RunExecution:
 
     # -- tasks ---------------------------------------------------------------
 
+    def _check_budget(self, step_id: str) -> None:
+        """Start no step once the run's committed usage reached its budget: fail, or park until it is raised."""
+        reason = self.usage.exceeded()
+        if reason is None:
+            return
+        budget = self.usage.budget
+        assert budget is not None
+        if budget.on_exceed == "suspend":
+            info = {
+                "kind": "budget",
+                "step_id": step_id,
+                "reason": reason,
+                "budget": budget.model_dump(),
+                "usage": self.usage.summary().model_dump(exclude={"by_model"}),
+            }
+            self._park("suspended", FOREVER, None, info)
+        message = (
+            f"run {self.run_id} stopped before step '{step_id}': its recorded usage ({reason}) reached its budget; "
+            f"raise it with engine.raise_budget({self.run_id!r}, ...) and call engine.retry({self.run_id!r})"
+        )
+        raise StepFailure(describe_error(BudgetExceeded(message), step_id))
+
     async def _run_task(self, task: Task, key: str, value: Any) -> Any:
         if key in self._resolved:
             return _replay(task, self._resolved[key])
         if self.host.draining:  # the worker is shutting down: hand the run back at this step boundary
             self._park("pending", self._now(), None, {"kind": "handed_back", "step_id": task.id})
+        if self.usage.budget is not None:
+            self._check_budget(task.id)
         if isinstance(task, ChildTask):
             return await self._run_child(task, key, value)
         return await self._run_step(task, key, value)
@@ -739,10 +772,13 @@ class RunExecution:
             events = self.log.step_events(key, step_id, row.attempt, started, type_, outcome)
             if then is not None and self.log.enabled:
                 events.append(self.log.event(then[0], payload=then[1], step_id=step_id, key=key, attempt=row.attempt))
+            usage = self.usage.take(key)
             if defer:
-                self.deferred_step, self.deferred_events = row, events
+                self.deferred_step, self.deferred_events, self.deferred_usage = row, events, usage
             else:
-                await self.host.store.record_step(self.lease, row, events)
+                await self.host.store.record_step(self.lease, row, events, usage)
+                if usage:
+                    self.usage.committed(usage)
         if output_json is not None:
             self._resolved[key] = row
         self._attempts_seen[key] = row.attempt

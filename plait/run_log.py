@@ -42,6 +42,8 @@ class RunLog:
         self._started: dict[tuple[str, int], tuple[str, float]] = {}
         self._written_starts: set[tuple[str, int]] = set()
         self._flush_scheduled = False
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Future[None] | None = None
         self._write_order = asyncio.Lock()  # a flush and a step commit of this run must not overtake each other
 
     def event(
@@ -76,12 +78,30 @@ class RunLog:
         event = self.event(type_, payload=payload, step_id=step_id, key=key, attempt=attempt)
         with self._lock:
             self._pending.append(event)
-        self._loop.call_soon_threadsafe(self._schedule_flush)
+        # A flush already due takes this event too (it clears the flag before it takes the pending
+        # events): skipping the wake-up saves a loop round trip per event of a busy step.
+        if not self._flush_scheduled:
+            self._loop.call_soon_threadsafe(self._schedule_flush)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_later(FLUSH_AFTER_SECONDS, lambda: asyncio.ensure_future(self.flush()))
+            self._flush_timer = self._loop.call_later(FLUSH_AFTER_SECONDS, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_timer = None
+        with self._lock:
+            if not self._pending:  # the step's commit took them already: no task, no write
+                self._flush_scheduled = False
+                return
+        self._flush_task = asyncio.ensure_future(self.flush())
+
+    def _cancel_flush(self) -> None:
+        """The run's last write takes every pending event: a flush due later has nothing to do."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+            self._flush_scheduled = False
 
     async def flush(self) -> None:
         self._flush_scheduled = False
@@ -131,6 +151,7 @@ class RunLog:
         if not self.enabled:
             return []
         wait = json.loads(park.wait_info)
+        self._cancel_flush()
         events = self._take(None)
         if wait.get("kind") in ("sleep", "retry"):
             events.append(self.event("timer.set", payload=wait, step_id=wait.get("step_id")))
@@ -141,6 +162,7 @@ class RunLog:
     def finish_events(self, status: str, output_json: str | None, error: dict[str, Any] | None) -> list[NewEvent]:
         if not self.enabled:
             return []
+        self._cancel_flush()
         events = self._take(None)
         if status == "succeeded":
             event = self.event("run.completed")

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from plait.errors import RunCancelled, RunFailed
 from plait.store.base import EventRow, RunRow, StepRow
+from plait.usage.models import Usage, nanos_to_cost
 
 if TYPE_CHECKING:
     from plait.engine import Engine
@@ -58,6 +59,8 @@ class StepRecord(BaseModel):
     error: dict[str, Any] | None
     started_at: datetime
     finished_at: datetime
+    usage: Usage = Field(default_factory=Usage)
+    """The model calls this attempt recorded (ctx.record_usage)."""
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepRecord:
@@ -98,6 +101,8 @@ class Run(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    usage: Usage = Field(default_factory=Usage)
+    """Committed model usage (``by_model`` is filled by ``info()``, empty in listings)."""
 
     @classmethod
     def from_row(cls, row: RunRow) -> Run:
@@ -118,6 +123,12 @@ class Run(BaseModel):
             created_at=datetime.fromtimestamp(row.created_at, UTC),
             started_at=_time(row.started_at),
             finished_at=_time(row.finished_at),
+            usage=Usage(
+                input_tokens=row.usage_input_tokens,
+                output_tokens=row.usage_output_tokens,
+                cost=nanos_to_cost(row.usage_cost_nanos),
+                calls=row.usage_calls,
+            ),
         )
 
 

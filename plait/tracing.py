@@ -9,9 +9,12 @@ is stored with the child run, so it crosses processes and restarts.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plait.hooks import HookInfo
+
+if TYPE_CHECKING:
+    from plait.store.base import NewUsage
 
 log = logging.getLogger("plait.tracing")
 
@@ -100,6 +103,25 @@ class Tracer:
             },
         )
         self._steps[(info.run_id, info.step_key or "", info.attempt or 0)] = span
+
+    def add_usage(self, run_id: str, step_key: str, attempt: int, usage: list[NewUsage]) -> None:
+        """Put model calls on the attempt's span as OpenTelemetry GenAI attributes (tokens and cost summed)."""
+        span = self._steps.get((run_id, step_key, attempt))
+        if span is None or not usage:
+            return
+        attributes = getattr(span, "attributes", None) or {}
+        last = usage[-1]
+        span.set_attribute("gen_ai.request.model", last.model)
+        if last.provider:
+            span.set_attribute("gen_ai.provider.name", last.provider)
+        for name, added in (
+            ("gen_ai.usage.input_tokens", sum(call.input_tokens for call in usage)),
+            ("gen_ai.usage.output_tokens", sum(call.output_tokens for call in usage)),
+        ):
+            span.set_attribute(name, int(attributes.get(name, 0)) + added)
+        costs = [call.cost_nanos for call in usage if call.cost_nanos is not None]
+        if costs:
+            span.set_attribute("plait.cost", float(attributes.get("plait.cost", 0.0)) + sum(costs) / 1e9)
 
     async def step_ended(self, info: HookInfo) -> None:
         span = self._steps.pop((info.run_id, info.step_key or "", info.attempt or 0), None)

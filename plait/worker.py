@@ -72,6 +72,7 @@ class Worker:
         self.draining = False
         self.observers: list[Observer] = []
         self.tracer: Tracer | None = None
+        self.store_prompts = False  # Engine(store_prompts=True): keep prompts and responses with usage
         self.before_finish: Callable[[RunRow], Awaitable[None]] | None = None
         self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
@@ -167,15 +168,17 @@ class Worker:
         self._wake.clear()
         now = self.clock.now().timestamp()
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        # One try from here: a shutdown that cancels us during the reads below must still cancel the
+        # waiter, or the loop closes with it pending ("Task was destroyed but it is pending").
         try:
-            due = await self.store.next_ready_at(self.namespace, now)
-            other = await self._other_due() if self._other_due is not None else None
-            due = min((d for d in (due, other) if d is not None), default=None)
-        except StoreUnavailable:
-            due = None
-        if due is not None:
-            waiters.append(asyncio.ensure_future(self.clock.sleep(due - now)))
-        try:
+            try:
+                due = await self.store.next_ready_at(self.namespace, now)
+                other = await self._other_due() if self._other_due is not None else None
+                due = min((d for d in (due, other) if d is not None), default=None)
+            except StoreUnavailable:
+                due = None
+            if due is not None:
+                waiters.append(asyncio.ensure_future(self.clock.sleep(due - now)))
             await asyncio.wait(waiters, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
@@ -264,8 +267,8 @@ class Worker:
                 return
             steps = [] if fresh else await self.store.load_steps(row.namespace, row.id)
             waits = [] if fresh else await self.store.load_waits(row.namespace, row.id)
-            state = {} if fresh else await self._load_state(row.id)
-            execution = RunExecution(self, row, workflow, steps, waits, state)
+            state, attempts = ({}, {}) if fresh else await self._load_state(row.id)
+            execution = RunExecution(self, row, workflow, steps, waits, state, attempts)
             self._active[row.id] = (self._active[row.id][0], execution)
             if execution.tracer is not None:
                 execution.tracer.begin_run(execution.hook_info(), row.trace_context)
@@ -289,8 +292,9 @@ class Worker:
             async with execution.log.writing():
                 events = [*execution.deferred_events, *execution.log.finish_events(status, output_json, error)]
                 await self.store.finish_run(
-                    lease, status, output_json, error_json, now, execution.deferred_step, events
-                )
+                    lease, status, output_json, error_json, now, execution.deferred_step, events,
+                    execution.deferred_usage,
+                )  # fmt: skip
             final = replace(row, status=status, output=output_json, error=error_json, finished_at=now, owner=None)
             for observer in execution.observers:
                 await observer.run_ended(execution.hook_info(status=status, output=output, error=public_error(error)))
@@ -325,19 +329,24 @@ class Worker:
             if was_full or row.parent_run_id is not None:  # room to claim more, or a parked parent to resume
                 self._wake.set()
 
-    async def _load_state(self, run_id: str) -> dict[str, Any]:
-        """The run's workflow state: its committed ``state.set`` events, folded in order."""
+    async def _load_state(self, run_id: str) -> tuple[dict[str, Any], dict[str, int]]:
+        """The run's workflow state (its ``state.set`` events, folded in order), and per step key the
+        last attempt that recorded model usage: an attempt a crash cut short after a model call is
+        counted, so the re-run is the next attempt (its usage records say so)."""
         state: dict[str, Any] = {}
+        attempts: dict[str, int] = {}
         after = 0
         while self.store.record_events:
             batch = await self.store.read_run_events(self.namespace, run_id, after, 1000)
             for event in batch:
                 if event.type == "state.set" and event.payload:
                     state.update(json.loads(event.payload)["values"])
+                if event.type == "step.usage" and event.step_key is not None and event.attempt is not None:
+                    attempts[event.step_key] = max(attempts.get(event.step_key, 0), event.attempt)
             if len(batch) < 1000:
                 break
             after = batch[-1].seq
-        return state
+        return state, attempts
 
     async def _release_quietly(self, lease: Lease, *, backoff: bool = False) -> None:
         """Hand a run back; after an error, only after a pause, so a persistent fault cannot spin."""

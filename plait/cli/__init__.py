@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import typer
 
-from plait.cli import admin, demo, documents, runs
+from plait.cli import admin, demo, documents, runs, usage
 from plait.cli.common import app, state
 from plait.errors import PlaitError, RunCancelled, RunFailed
 
-__all__ = ["admin", "app", "demo", "documents", "main", "runs"]
+__all__ = ["admin", "app", "demo", "documents", "main", "runs", "usage"]
 
 
 def main() -> None:

@@ -63,10 +63,10 @@ def run_workflow(
             return
         if not as_json and progress_console.is_terminal:
             follow_progress(engine, run)
-        info = run.info()
-        if info.status != RunStatus.SUCCEEDED:
-            run.result(timeout=0.01)  # raises RunFailed / RunCancelled: one line, exit code 1
+        # Waits for the end even without a terminal to follow it on; raises RunFailed / RunCancelled
+        # (one line, exit code 1).
         output = to_jsonable_python(run.result())
+        info = run.info()
         if as_json:
             print_json({"run_id": run.id, "status": info.status.value, "output": output})
         else:

@@ -72,6 +72,9 @@ def create_app(
     app.add_middleware(RequestGuard, allowed_hosts=tuple(allowed_hosts))
     spaces = Namespaces(engine)
     app.state.namespaces = spaces
+    from plait.http.usage import usage_router  # it builds on this module's auth dependencies
+
+    app.include_router(usage_router())
 
     @app.get("/api/workflows", response_model=list[WorkflowInfo])
     async def list_workflows(who: Reader) -> list[WorkflowInfo]:
@@ -92,6 +95,7 @@ def create_app(
             priority=body.priority,
             delay=body.delay_seconds,
             metadata=body.metadata,
+            budget=body.budget,
         )
         return await handle.ainfo()
 

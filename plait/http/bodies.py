@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, StringConstraints
 
 from plait.json_limits import MalformedJson, UnsafeJson, parse_json
+from plait.usage.models import Budget
 
 PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
 # An id, name or short text a client sends: no NUL byte, bounded length.
@@ -59,6 +60,7 @@ class StartRun(BaseModel):
     priority: int = Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
     delay_seconds: float = Field(default=0, ge=0, le=10 * 366 * 86400, allow_inf_nan=False)
     metadata: dict[str, Any] | None = None
+    budget: Budget | None = None  # limits this run's model usage (plait.Budget)
 
 
 class SendEvent(BaseModel):

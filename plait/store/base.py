@@ -51,6 +51,12 @@ class RunRow:
     queue: str | None
     concurrency_key: str | None
     trace_context: str | None
+    # AI usage: the run's committed totals and its own budget (JSON of plait.Budget), if any.
+    usage_input_tokens: int = 0
+    usage_output_tokens: int = 0
+    usage_cost_nanos: int | None = None
+    usage_calls: int = 0
+    budget: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -86,6 +92,33 @@ class NewEvent:
     step_id: str | None = None
     step_key: str | None = None
     attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class NewUsage:
+    """One model call's usage, written with the commit of the step attempt that made it."""
+
+    namespace: str
+    run_id: str
+    workflow_id: str
+    step_id: str
+    step_key: str
+    attempt: int
+    seq: int  # the call's place among its attempt's calls
+    model: str
+    provider: str | None
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_nanos: int | None  # billionths of a US dollar: integers sum exactly, in any order
+    cost_source: str
+    price_version: str | None
+    prompt: str | None
+    response: str | None
+    day: str  # the UTC date of created_at, for reports by day in portable SQL
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -159,6 +192,7 @@ class NewRun:
     queue: str | None = None
     concurrency_key: str | None = None
     trace_context: str | None = None
+    budget: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,8 +301,13 @@ class Store(Protocol):
 
     async def load_steps(self, namespace: str, run_id: str) -> list[StepRow]: ...
 
-    async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
-        """Append a step attempt (and its events); raises LeaseLost or RunCancelledSignal if the lease is stale."""
+    async def record_step(
+        self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = (), usage: Sequence[NewUsage] = ()
+    ) -> None:
+        """Append a step attempt (its events, and its model calls' usage added to the run's totals).
+
+        Raises LeaseLost or RunCancelledSignal if the lease is stale.
+        """
         ...
 
     async def append_events(self, lease: Lease, events: Sequence[NewEvent]) -> None:
@@ -299,8 +338,9 @@ class Store(Protocol):
         now: float,
         last_step: StepRow | None,
         events: Sequence[NewEvent] = (),
+        usage: Sequence[NewUsage] = (),
     ) -> None:
-        """End the run (with its last step attempt in the same transaction); fenced like record_step."""
+        """End the run (with its last step attempt and its usage in the same transaction); fenced like record_step."""
         ...
 
     async def release_run(self, lease: Lease, now: float, ready_at: float | None = None) -> None:
@@ -316,7 +356,11 @@ class Store(Protocol):
         ...
 
     async def fork_run(self, run: NewRun, source_run_id: str, step_keys: list[str]) -> RunRow:
-        """Create ``run`` with copies of the source run's (same namespace) resolved steps at ``step_keys``."""
+        """Create ``run`` with copies of the source run's (same namespace) resolved steps at ``step_keys``, atomically.
+
+        Their usage is copied too, marked carried: the new run's totals start
+        at it, while usage reports count each call once.
+        """
         ...
 
     async def load_waits(self, namespace: str, run_id: str) -> list[WaitRow]: ...
@@ -373,7 +417,7 @@ class Store(Protocol):
         ...
 
     async def prune(self, namespace: str, finished_before: float, limit: int) -> int:
-        """Delete up to ``limit`` runs that ended before then, with their steps, waits, inbox and events."""
+        """Delete up to ``limit`` runs that ended before then, with their steps, waits, inbox, events and usage."""
         ...
 
     async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
@@ -415,4 +459,32 @@ def stale_lease(lease: Lease, row: tuple[Any, ...] | None) -> BaseException:
     return LeaseLost(
         f"run {lease.run_id}: this worker's lease (token {lease.token}) was taken over{now_held}; "
         "its result was discarded"
+    )
+
+
+USAGE_COLUMNS = (
+    "namespace, run_id, workflow_id, step_id, step_key, attempt, seq, model, provider, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_nanos, cost_source, price_version, prompt, "
+    "response, day, created_at"
+)
+
+
+def usage_values(call: NewUsage) -> tuple[object, ...]:
+    """The INSERT parameters of a usage row, in USAGE_COLUMNS' order."""
+    return (
+        call.namespace, call.run_id, call.workflow_id, call.step_id, call.step_key, call.attempt, call.seq, call.model,
+        call.provider, call.input_tokens, call.output_tokens, call.cache_read_tokens, call.cache_write_tokens,
+        call.reasoning_tokens, call.cost_nanos, call.cost_source, call.price_version, call.prompt, call.response,
+        call.day, call.created_at,
+    )  # fmt: skip
+
+
+def usage_totals(usage: Sequence[NewUsage]) -> tuple[int, int, int | None, int]:
+    """What ``usage`` adds to its run's totals: input and output tokens, known cost (None if none), calls."""
+    costs = [call.cost_nanos for call in usage if call.cost_nanos is not None]
+    return (
+        sum(call.input_tokens for call in usage),
+        sum(call.output_tokens for call in usage),
+        sum(costs) if costs else None,
+        len(usage),
     )

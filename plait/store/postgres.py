@@ -25,11 +25,13 @@ from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
+    USAGE_COLUMNS,
     Decision,
     EventRow,
     Lease,
     NewEvent,
     NewRun,
+    NewUsage,
     Park,
     RunFilter,
     RunRow,
@@ -39,6 +41,8 @@ from plait.store.base import (
     is_decision_open,
     lifecycle,
     stale_lease,
+    usage_totals,
+    usage_values,
 )
 from plait.store.postgres_schema import MIGRATIONS
 
@@ -57,7 +61,8 @@ log = logging.getLogger("plait.store.postgres")
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
-    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context"
+    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context, "
+    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget"
 )
 EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
@@ -210,8 +215,9 @@ class PostgresStore:
         rows = await self._read(
             "WITH created AS (INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
             "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
-            "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context, "
+            "budget) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             f"ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}){events_sql} "
             "SELECT *, CASE WHEN created.owner IS NULL THEN pg_notify(%s, %s) END FROM created",
             (
@@ -219,7 +225,7 @@ class PostgresStore:
                 run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
                 run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
                 run.owner, run.lease_expires_at, 1 if run.owner else 0, run.queue, run.concurrency_key,
-                run.trace_context, *events_params, CHANNEL, f"{self.schema}/{run.namespace}",
+                run.trace_context, run.budget, *events_params, CHANNEL, f"{self.schema}/{run.namespace}",
             ),
         )  # fmt: skip
         if rows:
@@ -496,16 +502,27 @@ class PostgresStore:
             _step_values(namespace, step),
         )
 
-    async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
+    async def record_step(
+        self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = (), usage: Sequence[NewUsage] = ()
+    ) -> None:
         # One statement, so one round trip: the fence locks the run row, and the step and its events are
         # inserted only if the lease still holds; autocommit makes the statement its own transaction.
         events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
+        usage_sql, usage_params = _usage_cte(usage, with_totals=True)
         rows = await self._read(
-            "WITH fence AS (SELECT id FROM plait_runs WHERE namespace = %s AND id = %s AND status = 'running' "
-            f"AND lease_token = %s FOR UPDATE), step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
-            f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1){events_sql} "
+            "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE namespace = %s AND id = %s "
+            "AND status = 'running' AND lease_token = %s FOR UPDATE), "
+            f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
+            f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1){events_sql}{usage_sql} "
             "SELECT 1 FROM step",
-            (lease.namespace, lease.run_id, lease.token, *_step_values(lease.namespace, step), *events_params),
+            (
+                lease.namespace,
+                lease.run_id,
+                lease.token,
+                *_step_values(lease.namespace, step),
+                *events_params,
+                *usage_params,
+            ),
         )
         if not rows:
             await self._explain_fence(lease)
@@ -580,9 +597,14 @@ class PostgresStore:
         now: float,
         last_step: StepRow | None,
         events: Sequence[NewEvent] = (),
+        usage: Sequence[NewUsage] = (),
     ) -> None:
         step_values = _step_values(lease.namespace, last_step) if last_step is not None else (None,) * 11
         events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
+        # The run's row is updated once here (two updates of one row in one statement would lose one):
+        # its usage totals grow in the same UPDATE that ends it.
+        usage_sql, usage_params = _usage_cte(usage, with_totals=False)
+        input_tokens, output_tokens, cost, calls = usage_totals(usage)
         # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
         rows = await self._read(
             "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE namespace = %s AND id = %s "
@@ -590,14 +612,16 @@ class PostgresStore:
             f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
             "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence WHERE %s RETURNING 1), "
             "done AS (UPDATE plait_runs r SET status = %s, output = %s, error = %s, finished_at = %s, "
-            "updated_at = %s, owner = NULL, lease_expires_at = NULL, wait_info = NULL FROM fence "
+            "updated_at = %s, owner = NULL, lease_expires_at = NULL, wait_info = NULL, "
+            f"{_TOTALS_SET} FROM fence "
             "WHERE r.namespace = fence.namespace AND r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
             "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.namespace = done.namespace "
-            f"AND p.id = done.parent_run_id AND p.status = 'waiting' RETURNING p.id){events_sql} "
+            f"AND p.id = done.parent_run_id AND p.status = 'waiting' RETURNING p.id){events_sql}{usage_sql} "
             "SELECT done.namespace, (SELECT count(*) FROM parent) FROM done",
             (
                 lease.namespace, lease.run_id, lease.token, *step_values, last_step is not None,
-                status, output, error, now, now, now, *events_params,
+                status, output, error, now, now, input_tokens, output_tokens, calls, cost, cost, now,
+                *events_params, *usage_params,
             ),
         )  # fmt: skip
         if not rows:
@@ -655,11 +679,12 @@ class PostgresStore:
         async def fork(cursor: Cursor) -> RunRow:
             await cursor.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
-                "metadata, created_at, updated_at, ready_at, queue, concurrency_key) "
-                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
+                "metadata, created_at, updated_at, ready_at, queue, concurrency_key, budget) "
+                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
                     run.metadata, run.created_at, run.created_at, run.ready_at, run.queue, run.concurrency_key,
+                    run.budget,
                 ),
             )  # fmt: skip
             row = await cursor.fetchone()
@@ -669,6 +694,21 @@ class PostgresStore:
                 "WHERE namespace = %s AND run_id = %s AND output IS NOT NULL AND step_key = ANY(%s)",
                 (run.id, run.namespace, source_run_id, step_keys),
             )
+            # The reused steps' usage comes along, marked carried, and the new run's totals start at it.
+            await cursor.execute(
+                f"INSERT INTO plait_usage ({USAGE_COLUMNS}, carried) SELECT "
+                + USAGE_COLUMNS.replace("run_id", "%s", 1)
+                + ", 1 FROM plait_usage WHERE namespace = %s AND run_id = %s AND step_key = ANY(%s)",
+                (run.id, run.namespace, source_run_id, step_keys),
+            )
+            await cursor.execute(
+                "UPDATE plait_runs SET (usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls) = "
+                "(SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), sum(cost_nanos), count(*) "
+                f"FROM plait_usage WHERE namespace = %s AND run_id = %s) WHERE namespace = %s AND id = %s "
+                f"RETURNING {RUN_COLUMNS}",
+                (run.namespace, run.id, run.namespace, run.id),
+            )
+            row = await cursor.fetchone()
             await self._insert_events(
                 cursor, [lifecycle(run, "run.created", {"rerun_of": source_run_id}, run.created_at)]
             )
@@ -685,7 +725,7 @@ class PostgresStore:
                 (namespace, list(TERMINAL_STATUSES), finished_before, limit),
             )
             ids = [row[0] for row in await cursor.fetchall()]
-            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events"):
+            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events", "plait_usage"):
                 await cursor.execute(f"DELETE FROM {table} WHERE namespace = %s AND run_id = ANY(%s)", (namespace, ids))
             await cursor.execute("DELETE FROM plait_runs WHERE namespace = %s AND id = ANY(%s)", (namespace, ids))
             return len(ids)
@@ -826,8 +866,9 @@ class PostgresStore:
                 return ("duplicate" if repeated else str(found[0])), False
             if decision is not None:
                 await cursor.execute(
-                    "SELECT count(*), count(*) - count(consumed_by) FROM plait_inbox WHERE run_id = %s AND name = %s",
-                    (run_id, name),
+                    "SELECT count(*), count(*) - count(consumed_by) FROM plait_inbox "
+                    "WHERE namespace = %s AND run_id = %s AND name = %s",
+                    (namespace, run_id, name),
                 )
                 taken = await cursor.fetchone()
                 assert taken is not None
@@ -871,6 +912,37 @@ def _step_values(namespace: str, step: StepRow) -> tuple[Any, ...]:
 
 
 _EVENT_ROW = "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::text, %s::float8, %s::int)"
+
+
+_TOTALS_SET = (
+    "usage_input_tokens = r.usage_input_tokens + %s, usage_output_tokens = r.usage_output_tokens + %s, "
+    "usage_calls = r.usage_calls + %s, "
+    "usage_cost_nanos = CASE WHEN %s::bigint IS NULL THEN r.usage_cost_nanos "
+    "ELSE coalesce(r.usage_cost_nanos, 0) + %s::bigint END"
+)
+_USAGE_ROW = (
+    "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::int, %s::text, %s::text, %s::bigint, %s::bigint, "
+    "%s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text, %s::float8)"
+)
+
+
+def _usage_cte(usage: Sequence[NewUsage], *, with_totals: bool) -> tuple[str, list[Any]]:
+    """``, usage AS (INSERT ...)`` (and the run's totals) for a fenced WITH clause; "" without usage."""
+    if not usage:
+        return "", []
+    query = (
+        f", usage AS (INSERT INTO plait_usage ({USAGE_COLUMNS}) SELECT * FROM "
+        f"(VALUES {', '.join([_USAGE_ROW] * len(usage))}) AS v WHERE EXISTS (SELECT 1 FROM fence))"
+    )
+    params: list[Any] = [value for call in usage for value in usage_values(call)]
+    if with_totals:
+        query += (
+            f", totals AS (UPDATE plait_runs r SET {_TOTALS_SET} FROM fence "
+            "WHERE r.namespace = fence.namespace AND r.id = fence.id)"
+        )
+        input_tokens, output_tokens, cost, calls = usage_totals(usage)
+        params += [input_tokens, output_tokens, calls, cost, cost]
+    return query, params
 
 
 def _events_insert(events: Sequence[NewEvent], condition: str) -> tuple[str, list[Any]]:

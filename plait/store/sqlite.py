@@ -17,11 +17,13 @@ from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
+    USAGE_COLUMNS,
     Decision,
     EventRow,
     Lease,
     NewEvent,
     NewRun,
+    NewUsage,
     Park,
     RunFilter,
     RunRow,
@@ -32,6 +34,8 @@ from plait.store.base import (
     is_decision_open,
     lifecycle,
     stale_lease,
+    usage_totals,
+    usage_values,
 )
 from plait.store.sqlite_connection import Durability, SQLiteConnection
 from plait.store.sqlite_schema import MIGRATIONS
@@ -39,7 +43,8 @@ from plait.store.sqlite_schema import MIGRATIONS
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
-    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context"
+    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context, "
+    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget"
 )
 EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
 # seq is the run's next number: every writer of a run's events holds the write lock, so it is gap-free.
@@ -102,14 +107,14 @@ class SQLiteStore(SQLiteConnection):
             conn.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
                 "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
-                "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context, "
+                "budget) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
                     run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
                     run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
                     run.owner, run.lease_expires_at, 1 if run.owner else 0, run.queue, run.concurrency_key,
-                    run.trace_context,
+                    run.trace_context, run.budget,
                 ),
             )  # fmt: skip
             created = [lifecycle(run, "run.created", {"workflow_version": run.workflow_version}, run.created_at)]
@@ -395,11 +400,15 @@ class SQLiteStore(SQLiteConnection):
             ),
         )  # fmt: skip
 
-    async def record_step(self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = ()) -> None:
+    async def record_step(
+        self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = (), usage: Sequence[NewUsage] = ()
+    ) -> None:
         def record(conn: sqlite3.Connection) -> None:
             self._fence(conn, lease)
             self._insert_step(conn, lease.namespace, step)
             self._insert_events(conn, events)
+            if usage:
+                self._insert_usage(conn, usage)
 
         await self._write(record)
 
@@ -410,6 +419,20 @@ class SQLiteStore(SQLiteConnection):
 
         if events and self.record_events:
             await self._write(append)
+
+    @staticmethod
+    def _insert_usage(conn: sqlite3.Connection, usage: Sequence[NewUsage]) -> None:
+        """Usage rows and the run's totals, in the caller's (fenced) transaction."""
+        marks = ", ".join("?" * len(USAGE_COLUMNS.split(",")))
+        conn.executemany(f"INSERT INTO plait_usage ({USAGE_COLUMNS}) VALUES ({marks})", map(usage_values, usage))
+        input_tokens, output_tokens, cost, calls = usage_totals(usage)
+        conn.execute(
+            "UPDATE plait_runs SET usage_input_tokens = usage_input_tokens + ?, "
+            "usage_output_tokens = usage_output_tokens + ?, usage_calls = usage_calls + ?, "
+            "usage_cost_nanos = CASE WHEN ? IS NULL THEN usage_cost_nanos ELSE coalesce(usage_cost_nanos, 0) + ? END "
+            "WHERE namespace = ? AND id = ?",
+            (input_tokens, output_tokens, calls, cost, cost, usage[0].namespace, usage[0].run_id),
+        )
 
     def _insert_events(self, conn: sqlite3.Connection, events: Sequence[NewEvent]) -> None:
         if self.record_events and events:
@@ -446,12 +469,15 @@ class SQLiteStore(SQLiteConnection):
         now: float,
         last_step: StepRow | None,
         events: Sequence[NewEvent] = (),
+        usage: Sequence[NewUsage] = (),
     ) -> None:
         def finish(conn: sqlite3.Connection) -> None:
             self._fence(conn, lease)
             if last_step is not None:
                 self._insert_step(conn, lease.namespace, last_step)
             self._insert_events(conn, events)
+            if usage:
+                self._insert_usage(conn, usage)
             conn.execute(
                 "UPDATE plait_runs SET status = ?, output = ?, error = ?, finished_at = ?, updated_at = ?, "
                 "owner = NULL, lease_expires_at = NULL, wait_info = NULL WHERE namespace = ? AND id = ?",
@@ -511,11 +537,12 @@ class SQLiteStore(SQLiteConnection):
         def fork(conn: sqlite3.Connection) -> RunRow:
             conn.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
-                "metadata, created_at, updated_at, ready_at, queue, concurrency_key) "
-                "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "metadata, created_at, updated_at, ready_at, queue, concurrency_key, budget) "
+                "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
                     run.metadata, run.created_at, run.created_at, run.ready_at, run.queue, run.concurrency_key,
+                    run.budget,
                 ),
             )  # fmt: skip
             conn.execute(
@@ -524,6 +551,7 @@ class SQLiteStore(SQLiteConnection):
                 "AND run_id = ? AND output IS NOT NULL AND step_key IN (SELECT value FROM json_each(?))",
                 (run.id, run.namespace, source_run_id, json.dumps(step_keys)),
             )
+            self._carry_usage(conn, run.namespace, run.id, source_run_id, step_keys)
             row = conn.execute(
                 f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE namespace = ? AND id = ?", (run.namespace, run.id)
             ).fetchone()
@@ -531,6 +559,25 @@ class SQLiteStore(SQLiteConnection):
             return RunRow(*row)
 
         return await self._write(fork)
+
+    @staticmethod
+    def _carry_usage(
+        conn: sqlite3.Connection, namespace: str, run_id: str, source_run_id: str, step_keys: list[str]
+    ) -> None:
+        """Copy the reused steps' usage (marked carried) and start the new run's totals at it."""
+        conn.execute(
+            f"INSERT INTO plait_usage ({USAGE_COLUMNS}, carried) SELECT "
+            + USAGE_COLUMNS.replace("run_id", "?", 1)
+            + ", 1 FROM plait_usage WHERE namespace = ? AND run_id = ? "
+            "AND step_key IN (SELECT value FROM json_each(?))",
+            (run_id, namespace, source_run_id, json.dumps(step_keys)),
+        )
+        conn.execute(
+            "UPDATE plait_runs SET (usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls) = "
+            "(SELECT coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), sum(cost_nanos), count(*) "
+            "FROM plait_usage WHERE namespace = ? AND run_id = ?) WHERE namespace = ? AND id = ?",
+            (namespace, run_id, namespace, run_id),
+        )
 
     async def load_waits(self, namespace: str, run_id: str) -> list[WaitRow]:
         rows = self._read(
@@ -637,8 +684,9 @@ class SQLiteStore(SQLiteConnection):
                 return ("duplicate" if repeated else str(found[0])), False
             if decision is not None:
                 taken = conn.execute(
-                    "SELECT count(*), count(*) - count(consumed_by) FROM plait_inbox WHERE run_id = ? AND name = ?",
-                    (run_id, name),
+                    "SELECT count(*), count(*) - count(consumed_by) FROM plait_inbox "
+                    "WHERE namespace = ? AND run_id = ? AND name = ?",
+                    (namespace, run_id, name),
                 ).fetchone()
                 if not is_decision_open(decision, found[0], found[2], wakes, taken[1] > 0, taken[0] > 0):
                     return "decided", False
@@ -680,7 +728,7 @@ class SQLiteStore(SQLiteConnection):
                 ).fetchall()
             ]
             chosen = json.dumps(ids)
-            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events"):
+            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events", "plait_usage"):
                 conn.execute(
                     f"DELETE FROM {table} WHERE namespace = ? AND run_id IN (SELECT value FROM json_each(?))",
                     (namespace, chosen),

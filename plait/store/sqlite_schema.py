@@ -273,3 +273,41 @@ MIGRATIONS.append(
     );
     """
 )
+
+MIGRATIONS.append(
+    # 9 (AI usage and budgets): one row per model call, the run's totals and its own budget.
+    # Clustered by run (WITHOUT ROWID, no other index): a step's commit with usage then touches one
+    # more table page and the run's row, not four pages; reports over time scan the table.
+    """
+    CREATE TABLE plait_usage (
+        namespace TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        reasoning_tokens INTEGER NOT NULL,
+        cost_nanos INTEGER,
+        cost_source TEXT NOT NULL,
+        price_version TEXT,
+        prompt TEXT,
+        response TEXT,
+        carried INTEGER NOT NULL DEFAULT 0,
+        day TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (namespace, run_id, step_key, attempt, seq)
+    ) WITHOUT ROWID;
+    ALTER TABLE plait_runs ADD COLUMN usage_input_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plait_runs ADD COLUMN usage_output_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plait_runs ADD COLUMN usage_cost_nanos INTEGER;
+    ALTER TABLE plait_runs ADD COLUMN usage_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plait_runs ADD COLUMN budget TEXT;
+    """
+)

@@ -14,6 +14,7 @@ from plait.ids import is_valid_id
 from plait.payloads import Codec, type_name
 from plait.queues import Queue, queue_name
 from plait.steps import Step, takes_context
+from plait.usage.models import Budget
 from plait.workflow.graph import (
     BranchNode,
     ChildTask,
@@ -90,10 +91,12 @@ class Builder(Generic[In, Out_co]):
         current_type: Any = None,
         placement: Placement | None = None,
         hooks: Hooks | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self._id = id
         self._placement = placement or Placement()
         self._hooks = hooks
+        self._budget = budget
         self._input_codec = input_codec
         self._declared_output = declared_output
         self._version = version
@@ -122,6 +125,7 @@ class Builder(Generic[In, Out_co]):
             current_type=output_type,
             placement=self._placement,
             hooks=self._hooks,
+            budget=self._budget,
         )
 
     def _auto_id(self, prefix: str, given: str | None, preferred: str | None = None) -> str:
@@ -358,6 +362,7 @@ class Builder(Generic[In, Out_co]):
             description=self._description,
             placement=self._placement,
             hooks=self._hooks,
+            budget=self._budget,
         )
 
 
@@ -395,6 +400,7 @@ def workflow(
     queue: Queue | str | None = None,
     concurrency_key: Callable[[In], object] | None = None,
     hooks: Hooks | None = None,
+    budget: Budget | None = None,
 ) -> Builder[In, In]:
     """Start building a workflow that takes ``input``; ``output`` is checked at ``commit()``.
 
@@ -402,7 +408,8 @@ def workflow(
     ``queue`` puts its runs in a queue whose limits hold across all workers;
     ``concurrency_key(input)`` groups runs for the queue's ``key_concurrency``
     (e.g. one run at a time per customer). ``hooks`` are called around this
-    workflow's runs and steps (see ``plait.Hooks``).
+    workflow's runs and steps (see ``plait.Hooks``). ``budget`` limits each
+    run's model usage (see ``plait.Budget``; ``engine.start(budget=...)`` overrides it).
     """
     if not is_valid_id(id):
         raise WorkflowDefinitionError(
@@ -419,4 +426,5 @@ def workflow(
         description=description,
         placement=placement,
         hooks=hooks,
+        budget=budget,
     )

@@ -13,6 +13,7 @@ from plait.hooks import Hooks
 from plait.payloads import Codec, type_name
 from plait.queues import Queue
 from plait.steps import Step
+from plait.usage.models import Budget
 
 In_contra = TypeVar("In_contra", contravariant=True)
 Out_co = TypeVar("Out_co", covariant=True)
@@ -220,10 +221,12 @@ class Workflow(Generic[In_contra, Out_co]):
         description: str = "",
         placement: Placement | None = None,
         hooks: Hooks | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.id = id
         self.placement = placement or Placement()
         self.hooks = hooks
+        self.budget = budget  # each run's default budget; engine.start(budget=...) overrides it
         self.input_codec = input_codec
         self.output_codec = output_codec
         self.nodes = nodes

@@ -19,6 +19,7 @@ from plait.errors import (
     StoreUnavailable,
     WorkflowDefinitionError,
     WorkflowNotFound,
+    WorkflowTimeout,
 )
 from plait.hooks import HookInfo, Hooks
 from plait.queues import Queue
@@ -71,6 +72,7 @@ __all__ = [
     "Workflow",
     "WorkflowDefinitionError",
     "WorkflowNotFound",
+    "WorkflowTimeout",
     "__version__",
     "approval",
     "create_step",

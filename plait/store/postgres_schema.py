@@ -169,4 +169,8 @@ MIGRATIONS: list[str] = [
         revoked_at DOUBLE PRECISION
     );
     """,
+    # 7 (parity-runs, issue 12): why a run was cancelled (engine.cancel(run_id, reason=...)).
+    """
+    ALTER TABLE plait_runs ADD COLUMN cancel_reason TEXT;
+    """,
 ]

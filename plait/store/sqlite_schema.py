@@ -181,3 +181,10 @@ MIGRATIONS.append(
     );
     """
 )
+
+MIGRATIONS.append(
+    # 7 (parity-runs, issue 12): why a run was cancelled (engine.cancel(run_id, reason=...)).
+    """
+    ALTER TABLE plait_runs ADD COLUMN cancel_reason TEXT;
+    """
+)

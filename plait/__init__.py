@@ -35,6 +35,7 @@ from plait.errors import (
     StoreUnavailable,
     WorkflowDefinitionError,
     WorkflowNotFound,
+    WorkflowTimeout,
 )
 from plait.hooks import HookInfo, Hooks
 from plait.queues import Queue
@@ -102,6 +103,7 @@ __all__ = [
     "WorkflowDefinitionError",
     "WorkflowDocument",
     "WorkflowNotFound",
+    "WorkflowTimeout",
     "__version__",
     "apply_ops",
     "approval",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 from plait.errors import RunStateError
 from plait.payloads import jsonable
@@ -13,9 +17,12 @@ from plait.waiting import SuspendRequest
 
 if TYPE_CHECKING:
     from plait.executor import RunExecution
+    from plait.runs import RunHandle
     from plait.steps import Step
     from plait.usage.models import Budget
+    from plait.workflow.graph import Workflow
 
+I = TypeVar("I")  # noqa: E741 - reads as "input"
 O = TypeVar("O")  # noqa: E741 - reads as "output"
 
 _logger = logging.getLogger("plait.step")
@@ -85,6 +92,58 @@ class Context:
             )
         value: O = step.output_codec.load(self._execution.outputs_by_step[step.id])
         return value
+
+    def result_or_none(self, step: Step[Any, O]) -> O | None:
+        """Like ``result_of``, but None when ``step`` has no result in this run (not run yet, skipped past, failed)."""
+        if step.id not in self._execution.outputs_by_step:
+            return None
+        return self.result_of(step)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The metadata the run was started with (``engine.start(..., metadata=...)``); {} when none."""
+        text = self._execution.run.metadata
+        value = json.loads(text) if text else {}
+        return dict(value) if isinstance(value, dict) else {}
+
+    @overload
+    def start_child(
+        self, workflow: Workflow[I, O], input: I | Mapping[str, Any], *, key: str | None = None
+    ) -> RunHandle[O]: ...
+    @overload
+    def start_child(self, workflow: str, input: Any, *, key: str | None = None) -> RunHandle[Any]: ...
+    def start_child(self, workflow: Workflow[Any, Any] | str, input: Any, *, key: str | None = None) -> RunHandle[Any]:
+        """Start a child run of ``workflow`` from this step and return its handle; the step goes on at once.
+
+        The child is linked to this run (``engine.list_runs(parent=run_id)``,
+        cancelled with it) and is started once per step and ``key``, however
+        often this step is retried or re-run after a crash: a second call with
+        the same ``key`` returns the same run. Give each child its own ``key``
+        to start several. In an async step use ``await ctx.astart_child(...)``.
+        """
+        execution = self._execution
+        if _on_loop(execution.loop):
+            raise RunStateError("ctx.start_child blocks; in an async step use await ctx.astart_child(...)")
+        coro = execution.host.start_child(execution.run, self.step_key, workflow, input, key)
+        handle: RunHandle[Any] = asyncio.run_coroutine_threadsafe(coro, execution.loop).result()
+        return handle
+
+    @overload
+    async def astart_child(
+        self, workflow: Workflow[I, O], input: I | Mapping[str, Any], *, key: str | None = None
+    ) -> RunHandle[O]: ...
+    @overload
+    async def astart_child(self, workflow: str, input: Any, *, key: str | None = None) -> RunHandle[Any]: ...
+    async def astart_child(
+        self, workflow: Workflow[Any, Any] | str, input: Any, *, key: str | None = None
+    ) -> RunHandle[Any]:
+        """Async twin of ``start_child``."""
+        execution = self._execution
+        coro = execution.host.start_child(execution.run, self.step_key, workflow, input, key)
+        if _on_loop(execution.loop):
+            handle: RunHandle[Any] = await coro
+            return handle
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, execution.loop))
 
     def suspend(self, payload: Any = None) -> NoReturn:
         """Park the run (status ``suspended``) until ``run.resume(step_id, data)``.
@@ -182,27 +241,88 @@ class Context:
         self._cancelled = True
 
 
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class StepLogger:
-    """``ctx.log``: info/warning/error/debug lines persisted with the step and sent to ``logging``."""
+    """``ctx.log``: info/warning/error/debug lines persisted with the step and sent to ``logging``.
+
+    ``ctx.log.info("charged %s", amount, customer=42)``: ``%`` arguments format
+    the message, keyword fields are kept with the line in its event. A log call
+    never raises: arguments that do not format are appended as text, a single
+    dict argument is taken as fields, values that are not JSON are stored as text.
+    """
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def _line(self, level: int, message: str, *args: object) -> None:
-        text = message % args if args else message
-        _logger.log(level, "[run %s step %s] %s", self._ctx.run_id, self._ctx.step_id, text)
-        if level >= logging.INFO:
-            self._ctx._add("step.log", {"level": logging.getLevelName(level).lower(), "message": text})
+    def _line(self, level: int, message: object, args: tuple[object, ...], fields: dict[str, Any]) -> None:
+        try:
+            text, fields = _format(message, args, fields)
+            stored = _plain_fields(fields)
+            suffix = f" {json.dumps(stored, default=str)}" if stored else ""
+            _logger.log(level, "[run %s step %s] %s%s", self._ctx.run_id, self._ctx.step_id, text, suffix)
+            if level >= logging.INFO:
+                payload: dict[str, Any] = {"level": logging.getLevelName(level).lower(), "message": text}
+                if stored:
+                    payload["fields"] = stored
+                self._ctx._add("step.log", payload)
+        except Exception:
+            _logger.exception(
+                "plait: could not record a log line of run %s step %s", self._ctx.run_id, self._ctx.step_id
+            )
 
-    def debug(self, message: str, *args: object) -> None:
+    def debug(self, message: object, *args: object, **fields: Any) -> None:
         """Sent to ``logging`` only; not kept in the run's events."""
-        self._line(logging.DEBUG, message, *args)
+        self._line(logging.DEBUG, message, args, fields)
 
-    def info(self, message: str, *args: object) -> None:
-        self._line(logging.INFO, message, *args)
+    def info(self, message: object, *args: object, **fields: Any) -> None:
+        self._line(logging.INFO, message, args, fields)
 
-    def warning(self, message: str, *args: object) -> None:
-        self._line(logging.WARNING, message, *args)
+    def warning(self, message: object, *args: object, **fields: Any) -> None:
+        self._line(logging.WARNING, message, args, fields)
 
-    def error(self, message: str, *args: object) -> None:
-        self._line(logging.ERROR, message, *args)
+    def error(self, message: object, *args: object, **fields: Any) -> None:
+        self._line(logging.ERROR, message, args, fields)
+
+
+def _format(message: object, args: tuple[object, ...], fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The line's text and its fields, from whatever a step passed."""
+    text = message if isinstance(message, str) else _text(message)
+    if len(args) == 1 and isinstance(args[0], Mapping):
+        mapping = args[0]
+        # A lone dict is data: fields, and %(name)s values if the message uses them.
+        merged = {str(k): v for k, v in mapping.items()}
+        with contextlib.suppress(Exception):  # an odd format keeps the raw message
+            text = text % mapping if "%(" in text else text
+        return text, {**merged, **fields}
+    if args:
+        try:
+            text = text % args
+        except Exception:  # noqa: BLE001 - arguments that do not fit the message are appended as text
+            text = " ".join([text, *(_text(arg) for arg in args)])
+    return text, fields
+
+
+def _text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - a value whose __str__ fails
+        return f"<unprintable {type(value).__name__}>"
+
+
+def _plain_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields as JSON values; a value that is not JSON-able is kept as its text."""
+    plain: dict[str, Any] = {}
+    for name, value in fields.items():
+        try:
+            converted = jsonable(value)
+            json.dumps(converted)
+            plain[str(name)] = converted
+        except Exception:  # noqa: BLE001 - stored as text rather than failing the step
+            plain[str(name)] = _text(value)
+    return plain

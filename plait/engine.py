@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from types import TracebackType
@@ -22,6 +22,7 @@ from plait.documents.model import WorkflowDocument
 from plait.documents.registry import EnvAllowList
 from plait.documents.secrets import SecretSource
 from plait.engine_documents import DocumentsMixin
+from plait.engine_execute import ExecuteMixin
 from plait.engine_feeds import FeedsMixin
 from plait.engine_schedules import SchedulesMixin
 from plait.engine_signals import SignalsMixin
@@ -46,6 +47,7 @@ from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.store import open_store
 from plait.store import schedules as schedule_table
 from plait.store.base import NewRun, RunFilter, RunRow, Store
+from plait.store.run_listing import RUN_ORDERS, sort_key_of
 from plait.subscriptions import Subscription
 from plait.tracing import Tracer, current_trace_context, tracing_available
 from plait.usage.models import Budget
@@ -58,9 +60,12 @@ O = TypeVar("O")  # noqa: E741 - reads as "output"
 T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///plait.db"
+MAX_REASON_CHARS = 4000
+
+RunOrder = Literal["-created", "created", "-finished"]
 
 
-class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin, UsageMixin):
+class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin, UsageMixin, ExecuteMixin):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -146,6 +151,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
             lease_seconds=lease_seconds,
         )
         self._worker.before_finish = self._start_follow_ups
+        self._worker.child_starter = self._start_child
         self._started = False
         self._grace = shutdown_grace
         self._stop_requested = threading.Event()  # SIGTERM, Ctrl-C or close(): work() returns
@@ -532,43 +538,77 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         self,
         *,
         workflow: Workflow[Any, Any] | str | None = None,
-        status: RunStatus | str | None = None,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        parent: str | None = None,
+        order: RunOrder = "-created",
         waiting_for_version: bool = False,
         parent_run_id: str | None = None,
         idempotency_key: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Run]:
-        """Runs newest first. ``waiting_for_version=True`` finds runs no worker can execute.
+        """Runs in ``order``: "-created" (newest first), "created" or "-finished" (unfinished last).
 
-        ``parent_run_id`` lists a run's child runs; ``idempotency_key`` finds the run started with that key.
+        ``status`` is one status or a list of them; ``parent`` gives the child
+        runs of that run. Pass ``next_cursor`` back as ``cursor`` for the next
+        page (with the same filters and order). ``waiting_for_version=True``
+        finds runs no worker can execute; ``idempotency_key`` finds the run
+        started with that key (``parent_run_id`` is another name for ``parent``).
         """
-        where = _run_filter(workflow, status, waiting_for_version, parent_run_id, idempotency_key)
+        where = _run_filter(workflow, status, parent or parent_run_id, order, waiting_for_version, idempotency_key)
         return self._loop.run(self._list_runs(where, limit, cursor))
 
     async def alist_runs(
         self,
         *,
         workflow: Workflow[Any, Any] | str | None = None,
-        status: RunStatus | str | None = None,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        parent: str | None = None,
+        order: RunOrder = "-created",
         waiting_for_version: bool = False,
         parent_run_id: str | None = None,
         idempotency_key: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[Run]:
-        where = _run_filter(workflow, status, waiting_for_version, parent_run_id, idempotency_key)
+        """Async twin of ``list_runs``."""
+        where = _run_filter(workflow, status, parent or parent_run_id, order, waiting_for_version, idempotency_key)
         return await self._loop.run_async(self._list_runs(where, limit, cursor))
 
     async def _list_runs(self, where: RunFilter, limit: int, cursor: str | None) -> Page[Run]:
         if not 1 <= limit <= 1000:
             raise InputValidationError("limit must be between 1 and 1000")
-        after = _decode_cursor(cursor) if cursor else None
+        after = _decode_cursor(cursor, where.order) if cursor else None
         rows = await self._store.list_runs(self.namespace, where, limit + 1, after)
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+        next_cursor = None
+        if more and rows:
+            last = rows[-1]
+            next_cursor = _encode_cursor(
+                where.order, sort_key_of(where.order, last.created_at, last.finished_at), last.id
+            )
         return Page[Run](items=[Run.from_row(r) for r in rows], next_cursor=next_cursor)
+
+    def count_runs(
+        self,
+        *,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        workflow: Workflow[Any, Any] | str | None = None,
+    ) -> int:
+        """How many runs have that status (one or a list) and workflow."""
+        where = _run_filter(workflow, status, None, "-created", False)
+        return self._loop.run(self._store.count_runs(self.namespace, where))
+
+    async def acount_runs(
+        self,
+        *,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        workflow: Workflow[Any, Any] | str | None = None,
+    ) -> int:
+        """Async twin of ``count_runs``."""
+        where = _run_filter(workflow, status, None, "-created", False)
+        return await self._loop.run_async(self._store.count_runs(self.namespace, where))
 
     async def _get_row(self, run_id: str) -> RunRow:
         row = await self._store.get_run(self.namespace, run_id)
@@ -592,16 +632,25 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
 
     # -- acting on runs ------------------------------------------------------
 
-    def cancel(self, run_id: str) -> bool:
-        """Cancel a run and its child runs; False if it had already ended. Cooperative for running steps."""
-        return self._loop.run(self._cancel(run_id))
+    def cancel(self, run_id: str, *, reason: str | None = None) -> bool:
+        """Cancel a run and its child runs; False if it had already ended. Cooperative for running steps.
 
-    async def acancel(self, run_id: str) -> bool:
-        return await self._loop.run_async(self._cancel(run_id))
+        ``reason`` is stored on the run (``Run.cancel_reason``) and carried by its ``run.cancelled`` event.
+        """
+        return self._loop.run(self._cancel(run_id, reason))
 
-    async def _cancel(self, run_id: str) -> bool:
+    async def acancel(self, run_id: str, *, reason: str | None = None) -> bool:
+        """Async twin of ``cancel``."""
+        return await self._loop.run_async(self._cancel(run_id, reason))
+
+    async def _cancel(self, run_id: str, reason: str | None = None) -> bool:
+        if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS or "\x00" in reason):
+            raise InputValidationError(
+                f"a cancel reason is text of at most {MAX_REASON_CHARS} characters, without NUL bytes"
+            )
         await self._get_row(run_id)
-        cancelled = await self._store.cancel_run(self.namespace, run_id, self.clock.now().timestamp())
+        now = self.clock.now().timestamp()
+        cancelled = await self._store.cancel_run(self.namespace, run_id, now, reason)
         self._worker.cancel_local(cancelled)
         return run_id in cancelled
 
@@ -707,37 +756,54 @@ def _same_json(stored: str, given: str) -> bool:
         return False
 
 
-def _run_filter(
-    workflow: Workflow[Any, Any] | str | None,
-    status: RunStatus | str | None,
-    waiting_for_version: bool,
-    parent_run_id: str | None,
-    idempotency_key: str | None,
-) -> RunFilter:
-    if status is not None and status not in RunStatus.__members__.values():
-        raise InputValidationError(f"unknown status {status!r}: use one of {[s.value for s in RunStatus]}")
-    return RunFilter(
-        workflow_id=workflow.id if isinstance(workflow, Workflow) else workflow,
-        status=None if status is None else str(status),
-        waiting_for_version=waiting_for_version,
-        parent_run_id=parent_run_id,
-        idempotency_key=idempotency_key,
-    )
-
-
 def _step_id_of(step_key: str) -> str:
     for mark in ("[", "#"):
         step_key = step_key.split(mark, 1)[0]
     return step_key
 
 
-def _encode_cursor(created_at: float, run_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at, run_id]).encode()).decode()
+def _run_filter(
+    workflow: Workflow[Any, Any] | str | None,
+    status: RunStatus | str | Sequence[RunStatus | str] | None,
+    parent: str | None,
+    order: str,
+    waiting_for_version: bool,
+    idempotency_key: str | None = None,
+) -> RunFilter:
+    """The store's filter, with every argument checked (InputValidationError naming the bad one)."""
+    statuses = [] if status is None else [status] if isinstance(status, str) else list(status)
+    known = [s.value for s in RunStatus]
+    for one in statuses:
+        if one not in known:
+            raise InputValidationError(f"unknown status {one!r}: use one of {known}")
+    if order not in RUN_ORDERS:
+        raise InputValidationError(f"unknown order {order!r}: use one of {list(RUN_ORDERS)}")
+    return RunFilter(
+        workflow_id=workflow.id if isinstance(workflow, Workflow) else workflow,
+        statuses=tuple(str(RunStatus(s).value) for s in statuses),
+        waiting_for_version=waiting_for_version,
+        parent_run_id=parent,
+        order=order,
+        idempotency_key=idempotency_key,
+    )
 
 
-def _decode_cursor(cursor: str) -> tuple[float, str]:
+def _encode_cursor(order: str, key: float, run_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([order, key, run_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str, order: str) -> tuple[float, str]:
+    """The keyset after which the next page starts; the cursor must come from a listing in the same order."""
     try:
-        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return float(created_at), str(run_id)
+        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if len(decoded) == 2:  # a cursor from before orders existed: newest first by creation
+            decoded = ["-created", *decoded]
+        made_for, key, run_id = decoded
+        key, run_id = float(key), str(run_id)
     except Exception as exc:
         raise InputValidationError("invalid cursor: pass back a next_cursor from list_runs") from exc
+    if made_for != order or key != key:  # NaN never compares: refuse it
+        raise InputValidationError(
+            f"this cursor was made for order={made_for!r}, not {order!r}: list again with the order it came from"
+        )
+    return key, run_id

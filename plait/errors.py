@@ -12,6 +12,7 @@
     │   ├── StepTimeout           step.timeout
     │   └── StepOutputInvalid     step.output_invalid
     ├── EventTimeout              event.timeout
+    ├── WorkflowTimeout           run.timeout
     ├── RunFailed                 run.failed
     ├── RunCancelled              run.cancelled
     ├── RunStateError             run.state
@@ -119,6 +120,12 @@ class EventTimeout(PlaitError):
     """A run waited for an event longer than the wait's ``timeout``."""
 
     code = "event.timeout"
+
+
+class WorkflowTimeout(PlaitError):
+    """A run went past its workflow's ``timeout`` (waiting included); it ends ``failed`` with this error."""
+
+    code = "run.timeout"
 
 
 class RunFailed(PlaitError):

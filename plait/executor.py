@@ -30,6 +30,7 @@ from plait.errors import (
     StepFailed,
     StepOutputInvalid,
     StepTimeout,
+    WorkflowTimeout,
 )
 from plait.hooks import HookInfo, HookRunner, Observer
 from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable, type_name
@@ -74,6 +75,10 @@ class RunHost(Protocol):
         self, parent: RunRow, step_key: str, child_run_id: str, workflow: Workflow[Any, Any], input_json: str
     ) -> RunRow:
         """Create (or find) the child run, see it to its end, and return its final row."""
+        ...
+
+    async def start_child(self, parent: RunRow, step_key: str, workflow: Any, input: Any, key: str | None) -> Any:
+        """Start (or find, by an idempotency key made of run, step key and ``key``) a child run; its handle."""
         ...
 
 
@@ -141,6 +146,10 @@ class RunExecution:
         self.workflow_input: Any = workflow.input_codec.load(run.input)
         self.outputs_by_step: dict[str, str] = {}
         self.cancelled = False
+        # The workflow's timeout counts from the run's creation, or from its last engine.retry.
+        self.deadline = None if workflow.timeout is None else (run.retried_at or run.created_at) + workflow.timeout
+        self.loop = asyncio.get_running_loop()
+        self.hand_back_after: float | None = None  # loop time: engine.execute's budget ends then
         self._resolved: dict[str, StepRow] = {}
         self._failed_attempts: dict[str, int] = {}
         self._contexts: set[Context] = set()
@@ -177,7 +186,43 @@ class RunExecution:
         """Run to the end: ("succeeded", output, None) or ("failed", None, error).
 
         Raises RunCancelledSignal or LeaseLost when the run is no longer ours.
+        With a workflow timeout, the run fails with WorkflowTimeout once its
+        deadline passes, even in the middle of a step (which is cancelled).
         """
+        if self.deadline is None:
+            return await self._execute_nodes()
+        remaining = self.deadline - self._now()
+        if remaining <= 0:
+            return "failed", None, self._timeout_error()
+        body = asyncio.ensure_future(self._execute_nodes())
+        timer = asyncio.ensure_future(self.host.clock.sleep(remaining))
+        try:
+            await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # this run's own task was cancelled (a cancel, a shutdown)
+            body.cancel()
+            timer.cancel()
+            await asyncio.gather(body, timer, return_exceptions=True)
+            raise
+        timer.cancel()
+        if body.done():
+            return body.result()
+        self.mark_cancelled()
+        body.cancel()
+        await asyncio.gather(body, return_exceptions=True)
+        await self._flush_deferred()
+        return "failed", None, self._timeout_error()
+
+    def _timeout_error(self) -> dict[str, Any]:
+        assert self.deadline is not None and self.workflow.timeout is not None
+        return describe_error(
+            WorkflowTimeout(
+                f"run {self.run_id} of workflow '{self.workflow.id}' went past its timeout of "
+                f"{self.workflow.timeout:g}s (waiting included); give plait.workflow(timeout=...) more time, or "
+                f"retry it (plait runs retry {self.run_id}), which starts a new deadline"
+            )
+        )
+
+    async def _execute_nodes(self) -> tuple[str, Any, dict[str, Any] | None]:
         value = self.workflow_input
         try:
             for node in self.workflow.nodes:
@@ -372,6 +417,9 @@ class RunExecution:
         return self.host.clock.now().timestamp()
 
     def _park(self, status: str, ready_at: float, wait: WaitRow | None, info: dict[str, Any], **extra: Any) -> NoReturn:
+        if self.deadline is not None and ready_at > self.deadline:
+            # Claimed again at the deadline whatever it waits for, so the timeout fires while it is parked.
+            ready_at = self.deadline
         raise ParkSignal(Park(status, ready_at, wait, json.dumps(info, default=str), **extra))
 
     async def _run_sleep(self, node: SleepNode, value: Any) -> Any:
@@ -486,7 +534,8 @@ class RunExecution:
     async def _run_task(self, task: Task, key: str, value: Any) -> Any:
         if key in self._resolved:
             return _replay(task, self._resolved[key])
-        if self.host.draining:  # the worker is shutting down: hand the run back at this step boundary
+        if self.host.draining or (self.hand_back_after is not None and self.loop.time() >= self.hand_back_after):
+            # Shutting down, or execute()'s budget is spent: hand the run back at this step boundary.
             self._park("pending", self._now(), None, {"kind": "handed_back", "step_id": task.id})
         if self.usage.budget is not None:
             self._check_budget(task.id)
@@ -547,6 +596,18 @@ class RunExecution:
                 f"check the output of the step before it: {exc}"
             )
             return await self._settle_failure(step, key, attempt, value, None, error, started)
+        if options.skip_if is not None:
+            ctx = Context(self, step.id, key, attempt)
+            try:
+                verdict = call_with_optional_context(options.skip_if, takes_context(options.skip_if), ctx, value)
+                skip = bool(await verdict if inspect.isawaitable(verdict) else verdict)
+            except Exception as exc:  # noqa: BLE001 - a failing predicate fails the step, like the step would.
+                error = describe_error(exc, step.id, attempt)
+                error["message"] = f"step '{step.id}' in run {self.run_id}: its skip_if raised {error['message']}"
+                return await self._settle_failure(step, key, attempt, value, input_json, error, started)
+            if skip:
+                await self._record(key, step.id, attempt, "skipped", input_json, input_json, None, started)
+                return value
         while True:
             try:
                 await self._observe("step_started", step.id, key, attempt)

@@ -82,7 +82,8 @@ class Run(BaseModel):
 
     ``wait`` says what a waiting or suspended run waits for: its kind
     ("sleep", "event", "approval", "poll", "child", "suspended"), the step, and
-    the deadline, event name or suspension payload.
+    the deadline, event name or suspension payload. ``cancel_reason`` is the
+    reason given to ``cancel`` (None when none was given).
     """
 
     id: str
@@ -103,6 +104,7 @@ class Run(BaseModel):
     finished_at: datetime | None
     usage: Usage = Field(default_factory=Usage)
     """Committed model usage (``by_model`` is filled by ``info()``, empty in listings)."""
+    cancel_reason: str | None = None
 
     @classmethod
     def from_row(cls, row: RunRow) -> Run:
@@ -129,6 +131,7 @@ class Run(BaseModel):
                 cost=nanos_to_cost(row.usage_cost_nanos),
                 calls=row.usage_calls,
             ),
+            cancel_reason=row.cancel_reason,
         )
 
 
@@ -181,7 +184,8 @@ def outcome(row: RunRow, output_codec: Any) -> Any:
     if row.status == "succeeded":
         return output_codec.load(row.output or "null") if output_codec is not None else _json(row.output)
     if row.status == "cancelled":
-        raise RunCancelled(f"run {row.id} was cancelled", run_id=row.id)
+        why = f": {row.cancel_reason}" if row.cancel_reason else ""
+        raise RunCancelled(f"run {row.id} was cancelled{why}", run_id=row.id)
     error = _json(row.error) or {}
     where = f" at step '{error['step_id']}'" if error.get("step_id") else ""
     raise RunFailed(
@@ -309,12 +313,12 @@ class RunHandle(Generic[O_co]):
                 continue
             await asyncio.sleep(poll)
 
-    def cancel(self) -> bool:
-        """Cancel the run (and its child runs); False if it had already ended."""
-        return self._sync(self._engine._cancel(self.id))
+    def cancel(self, *, reason: str | None = None) -> bool:
+        """Cancel the run (and its child runs); False if it had already ended. ``reason`` is stored with it."""
+        return self._sync(self._engine._cancel(self.id, reason))
 
-    async def acancel(self) -> bool:
-        return await self._async(self._engine._cancel(self.id))
+    async def acancel(self, *, reason: str | None = None) -> bool:
+        return await self._async(self._engine._cancel(self.id, reason))
 
 
 def batch_events(rows: list[EventRow]) -> list[Event]:

@@ -82,6 +82,10 @@ class StepOptions:
     timeout: float | None = None
     on_error: OnError = "fail"
     queue: str | None = None
+    # Whether on_error was given for this step; if not, its workflow's on_error= default applies.
+    on_error_given: bool = False
+    # pred(value) or pred(ctx, value): when it holds the step is recorded skipped and the value passes through.
+    skip_if: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +137,7 @@ class Step(Generic[In_contra, Out_co]):
         timeout: Duration | None = None,
         on_error: OnError | None = None,
         queue: Queue | str | None = None,
+        skip_if: Callable[..., Any] | None = None,
     ) -> Step[In_contra, Out_co]:
         """A copy of this step with some options changed, e.g. a new ``id`` to use it twice."""
         changes: dict[str, Any] = {
@@ -141,7 +146,9 @@ class Step(Generic[In_contra, Out_co]):
             "retry": retry,
             "timeout": None if timeout is None else to_seconds(timeout),
             "on_error": on_error,
+            "on_error_given": True if on_error is not None else None,
             "queue": queue_name(queue),
+            "skip_if": skip_if,
         }
         options = replace(self.options, **{k: v for k, v in changes.items() if v is not None})
         _check_options(options)
@@ -192,6 +199,10 @@ def _check_options(options: StepOptions) -> None:
         )
     if options.timeout is not None and options.timeout <= 0:
         raise WorkflowDefinitionError(f"step '{options.id}': timeout must be positive", step_id=options.id)
+    if options.skip_if is not None and not callable(options.skip_if):
+        raise WorkflowDefinitionError(
+            f"step '{options.id}': skip_if must be a function of the value (or of ctx, value)", step_id=options.id
+        )
 
 
 def _is_context_annotation(annotation: Any) -> bool:
@@ -305,9 +316,10 @@ def step(
     description: str | None = None,
     retry: Retry | None = None,
     timeout: Duration | None = None,
-    on_error: OnError = "fail",
+    on_error: OnError | None = None,
     queue: Queue | str | None = None,
     resume_schema: Any = None,
+    skip_if: Callable[..., Any] | None = None,
 ) -> PollStepDecorator[O]: ...
 @overload
 def step(
@@ -316,9 +328,10 @@ def step(
     description: str | None = None,
     retry: Retry | None = None,
     timeout: Duration | None = None,
-    on_error: OnError = "fail",
+    on_error: OnError | None = None,
     queue: Queue | str | None = None,
     resume_schema: Any = None,
+    skip_if: Callable[..., Any] | None = None,
 ) -> StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -328,10 +341,11 @@ def step(
     description: str | None = None,
     retry: Retry | None = None,
     timeout: Duration | None = None,
-    on_error: OnError = "fail",
+    on_error: OnError | None = None,
     queue: Queue | str | None = None,
     resume_schema: Any = None,
     check: Callable[..., Any] | None = None,
+    skip_if: Callable[..., Any] | None = None,
 ) -> Any:
     """Turn ``fn(value)`` or ``fn(ctx, value)`` into a durable ``Step``.
 
@@ -341,7 +355,10 @@ def step(
     and ``check(state)`` is called durably until it returns the output (its
     return annotation, without ``Poll``, is the step's output type).
     ``resume_schema`` validates the data given to ``run.resume`` after
-    ``ctx.suspend``.
+    ``ctx.suspend``. ``skip_if`` is ``pred(value)`` or ``pred(ctx, value)``:
+    when it holds the step does not run, it is recorded ``skipped`` and the
+    value passes through unchanged. ``on_error`` left unset takes the
+    workflow's ``on_error=`` (else "fail").
     """
 
     def build(func: Callable[..., Any]) -> Step[Any, Any]:
@@ -358,8 +375,10 @@ def step(
                 description=description if description is not None else (inspect.getdoc(func) or ""),
                 retry=retry or NO_RETRY,
                 timeout=None if timeout is None else to_seconds(timeout),
-                on_error=on_error,
+                on_error=on_error or "fail",
                 queue=queue_name(queue),
+                on_error_given=on_error is not None,
+                skip_if=skip_if,
             ),
             input_type,
             output_type,
@@ -428,8 +447,9 @@ def create_step(
     description: str = "",
     retry: Retry | None = None,
     timeout: Duration | None = None,
-    on_error: OnError = "fail",
+    on_error: OnError | None = None,
     queue: Queue | str | None = None,
+    skip_if: Callable[..., Any] | None = None,
 ) -> Step[I, O]:
     """The explicit form of ``@step``: ``execute(ctx, value)`` with declared types."""
     options = StepOptions(
@@ -437,8 +457,10 @@ def create_step(
         description=description,
         retry=retry or NO_RETRY,
         timeout=None if timeout is None else to_seconds(timeout),
-        on_error=on_error,
+        on_error=on_error or "fail",
         queue=queue_name(queue),
+        on_error_given=on_error is not None,
+        skip_if=skip_if,
     )
     made = _make_step(execute, options, input, output, takes_context=True)
     return replace(made, queue_spec=queue if isinstance(queue, Queue) else None)

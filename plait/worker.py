@@ -74,8 +74,11 @@ class Worker:
         self.tracer: Tracer | None = None
         self.store_prompts = False  # Engine(store_prompts=True): keep prompts and responses with usage
         self.before_finish: Callable[[RunRow], Awaitable[None]] | None = None
+        # Starts a run for ctx.start_child (the engine's: it validates, registers and creates runs).
+        self.child_starter: Callable[[RunRow, str, Any, Any, str | None], Awaitable[Any]] | None = None
         self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
+        self._hand_back_at: dict[str, float] = {}  # run id -> loop time after which execute() hands it back
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -269,6 +272,7 @@ class Worker:
             waits = [] if fresh else await self.store.load_waits(row.namespace, row.id)
             state, attempts = ({}, {}) if fresh else await self._load_state(row.id)
             execution = RunExecution(self, row, workflow, steps, waits, state, attempts)
+            execution.hand_back_after = self._hand_back_at.pop(row.id, None)
             self._active[row.id] = (self._active[row.id][0], execution)
             if execution.tracer is not None:
                 execution.tracer.begin_run(execution.hook_info(), row.trace_context)
@@ -385,6 +389,49 @@ class Worker:
         # Shielded: the child is its own run; cancelling the parent's task must not kill it.
         await asyncio.wait([asyncio.shield(local[0])])
         return await self.store.get_run(row.namespace, row.id) or row
+
+    async def execute_one(self, run_id: str, budget: float) -> bool:
+        """Claim ``run_id`` if it is due and free, and run it until it parks or ends; for ``engine.execute``.
+
+        After ``budget`` seconds it is handed back at the next step boundary.
+        Returns whether this call ran it (False when not due, or held elsewhere).
+        """
+        loop = asyncio.get_running_loop()
+        local = self._active.get(run_id)
+        if local is None:
+            if self._before_claim is not None:
+                await self._before_claim()
+            now = self.clock.now().timestamp()
+            wall = wall_seconds()
+            async with self.claiming():
+                rows = await self.store.claim_runs(
+                    self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, 1, run_id=run_id
+                )
+                for row in rows:
+                    self._hand_back_at[row.id] = loop.time() + budget
+                    self.adopt(row, fresh=False)
+            local = self._active.get(run_id)
+            if local is None:
+                return False
+        task = local[0]
+        # Heartbeat here too: a client engine (worker=False) runs no heartbeat loop of its own.
+        while not task.done():
+            await asyncio.wait([task], timeout=self._lease_seconds / 3)
+            if not task.done():
+                try:
+                    cancelled = await self.store.heartbeat(
+                        self.namespace, self.owner, list(self._active), self.lease_until()
+                    )
+                except StoreUnavailable as exc:
+                    log.warning("plait worker %s: heartbeat failed: %s", self.owner, exc)
+                    continue
+                self.cancel_local(cancelled)
+        return True
+
+    async def start_child(self, parent: RunRow, step_key: str, workflow: Any, input: Any, key: str | None) -> Any:
+        if self.child_starter is None:
+            raise RuntimeError("this worker cannot start child runs: it was made without an engine")
+        return await self.child_starter(parent, step_key, workflow, input, key)
 
     async def run_until_idle(self, timeout: float) -> None:
         """Return once this worker runs nothing and nothing it could run is due."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from pathlib import Path
@@ -98,6 +99,14 @@ def follow_progress(engine: Engine, run: RunHandle[Any]) -> None:
             live.update(line())
 
 
+class RunOrderChoice(enum.StrEnum):
+    """The orders ``runs list --order`` takes (those of ``engine.list_runs``)."""
+
+    newest = "-created"
+    oldest = "created"
+    finished = "-finished"
+
+
 runs_app = typer.Typer(help="List, inspect and act on runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
@@ -117,13 +126,19 @@ def runs_list(
     app_spec: AppOption = None,
     db: DbOption = None,
     workflow: Annotated[str | None, typer.Option("--workflow", help="only this workflow")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="pending, running, waiting, ...")] = None,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", help="pending, running, waiting, ... (repeat for several)")
+    ] = None,
+    order: Annotated[
+        RunOrderChoice, typer.Option("--order", help="-created (newest first), created, or -finished")
+    ] = RunOrderChoice.newest,
+    parent: Annotated[str | None, typer.Option("--parent", help="only the child runs of this run")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 20,
     as_json: JsonOption = False,
 ) -> None:
-    """The newest runs."""
+    """Runs, newest first unless --order says otherwise."""
     with opened_or_client(app_spec, db) as engine:
-        page = engine.list_runs(workflow=workflow, status=status, limit=limit)
+        page = engine.list_runs(workflow=workflow, status=status or None, parent=parent, order=order.value, limit=limit)
         if as_json:
             print_json({"items": [run_row(r) for r in page.items], "next_cursor": page.next_cursor})
             return
@@ -148,6 +163,8 @@ def runs_show(run_id: str, app_spec: AppOption = None, db: DbOption = None, as_j
             console.print(f"error [{info.error.get('code')}]: {info.error.get('message')}")
         if info.wait:
             console.print(f"waiting: {json.dumps(info.wait)}")
+        if info.cancel_reason:
+            console.print(f"cancelled: {info.cancel_reason}")
         table = Table("step", "attempt", "status", "started", "ms")
         for step in steps:
             ms = (step.finished_at - step.started_at).total_seconds() * 1000
@@ -158,10 +175,15 @@ def runs_show(run_id: str, app_spec: AppOption = None, db: DbOption = None, as_j
 
 
 @runs_app.command("cancel")
-def runs_cancel(run_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
+def runs_cancel(
+    run_id: str,
+    app_spec: AppOption = None,
+    db: DbOption = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="why; stored on the run and in its event")] = None,
+) -> None:
     """Cancel a run and its child runs."""
     with opened_or_client(app_spec, db) as engine:
-        typer.echo("cancelled" if engine.cancel(run_id) else "already finished")
+        typer.echo("cancelled" if engine.cancel(run_id, reason=reason) else "already finished")
 
 
 @runs_app.command("retry")

@@ -6,7 +6,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, Query
 from fastapi.responses import StreamingResponse
@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from plait.engine import Engine
 from plait.errors import InputValidationError
 from plait.http.auth import Admin, Namespaces, Reader, Writer, needs
-from plait.http.bodies import Decision, Rerun, SafeJsonRoute, SendEvent, StartRun
+from plait.http.bodies import Cancel, Decision, Rerun, SafeJsonRoute, SendEvent, StartRun
 from plait.http.documents import documents_router
 from plait.http.errors import install
 from plait.http.guard import BodyDeadline, BodyLimit, RequestGuard
@@ -43,6 +43,10 @@ class WorkflowInfo(BaseModel):
 
 class Delivered(BaseModel):
     delivered: bool
+
+
+class RunCount(BaseModel):
+    count: int
 
 
 def create_app(
@@ -103,11 +107,26 @@ def create_app(
     async def list_runs(
         who: Reader,
         workflow: str | None = None,
-        status: RunStatus | None = None,
+        status: Annotated[list[RunStatus] | None, Query()] = None,
+        parent: str | None = None,
+        order: Literal["-created", "created", "-finished"] = "-created",
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        cursor: str | None = None,
+        cursor: Annotated[str | None, Query(max_length=2048)] = None,
     ) -> Page[Run]:
-        return await spaces.get(who.namespace).alist_runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+        """Runs in ``order``; repeat ``status`` for several (``?status=failed&status=cancelled``)."""
+        return await spaces.get(who.namespace).alist_runs(
+            workflow=workflow, status=status or None, parent=parent, order=order, limit=limit, cursor=cursor
+        )
+
+    @app.get("/api/runs/count", response_model=RunCount)
+    async def count_runs(
+        who: Reader,
+        workflow: str | None = None,
+        status: Annotated[list[RunStatus] | None, Query()] = None,
+    ) -> RunCount:
+        """How many runs have those statuses (repeat ``status``) and that workflow."""
+        target = spaces.get(who.namespace)
+        return RunCount(count=await target.acount_runs(workflow=workflow, status=status or None))
 
     @app.get("/api/runs/{run_id}", response_model=RunDetail)
     async def get_run(run_id: str, who: Reader) -> RunDetail:
@@ -115,9 +134,10 @@ def create_app(
         return RunDetail(run=await handle.ainfo(), steps=await handle.asteps())
 
     @app.post("/api/runs/{run_id}/cancel", response_model=Run)
-    async def cancel_run(run_id: str, who: Writer) -> Run:
+    async def cancel_run(run_id: str, who: Writer, body: Cancel | None = None) -> Run:
+        """Cancel the run and its child runs; the optional ``reason`` is stored on the run and in its event."""
         target = spaces.get(who.namespace)
-        await target.acancel(run_id)
+        await target.acancel(run_id, reason=body.reason if body is not None else None)
         return await (await target.aget_run(run_id)).ainfo()
 
     @app.post("/api/runs/{run_id}/retry", response_model=Run)

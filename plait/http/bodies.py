@@ -75,5 +75,11 @@ class Decision(BaseModel):
     reason: Text = ""
 
 
+class Cancel(BaseModel):
+    reason: Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00]*$")] | None = None
+
+    model_config = {"json_schema_extra": {"examples": [{"reason": "customer asked to stop"}]}}
+
+
 class Rerun(BaseModel):
     from_step: Name

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from plait.queues import Queue
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
-# Statuses a worker may claim once ready_at is due ("running" only when its lease expired).
-CLAIMABLE_STATUSES = ("pending", "running", "waiting")
+# Statuses a worker may claim once ready_at is due ("running" only when its lease expired). A
+# suspended run is due only at its workflow's deadline (else FOREVER): claimed then, it times out.
+CLAIMABLE_STATUSES = ("pending", "running", "waiting", "suspended")
 # How long a step waits before asking again for a slot of its full queue.
 SLOT_RETRY_SECONDS = 0.02
 # ready_at of a run that waits with no deadline: only an event or a resume wakes it.
@@ -57,6 +58,7 @@ class RunRow:
     usage_cost_nanos: int | None = None
     usage_calls: int = 0
     budget: str | None = None
+    cancel_reason: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -234,11 +236,15 @@ class Lease:
 
 @dataclass(frozen=True)
 class RunFilter:
+    """Which runs a listing or count covers; ``order`` is "-created", "created" or "-finished"."""
+
     workflow_id: str | None = None
     status: str | None = None
     waiting_for_version: bool = False
     parent_run_id: str | None = None
     idempotency_key: str | None = None
+    statuses: tuple[str, ...] = ()
+    order: str = "-created"
 
 
 class Store(Protocol):
@@ -276,13 +282,26 @@ class Store(Protocol):
     async def list_runs(
         self, namespace: str, where: RunFilter, limit: int, after: tuple[float, str] | None
     ) -> list[RunRow]:
-        """Newest first, keyset-paginated by (created_at, id)."""
+        """In ``where.order`` (newest first by default), keyset-paginated by (sort key, id)."""
+        ...
+
+    async def count_runs(self, namespace: str, where: RunFilter) -> int:
+        """How many runs ``where`` covers."""
         ...
 
     async def claim_runs(
-        self, namespace: str, owner: str, refs: list[str], now: float, wall_now: float, lease_until: float, limit: int
+        self,
+        namespace: str,
+        owner: str,
+        refs: list[str],
+        now: float,
+        wall_now: float,
+        lease_until: float,
+        limit: int,
+        *,
+        run_id: str | None = None,
     ) -> list[RunRow]:
-        """Lease up to ``limit`` ready runs whose ``workflow@version`` is in ``refs``."""
+        """Lease up to ``limit`` ready runs whose ``workflow@version`` is in ``refs`` (only ``run_id`` if given)."""
         ...
 
     async def has_ready_runs(self, namespace: str, refs: list[str], now: float, wall_now: float) -> bool:
@@ -347,8 +366,11 @@ class Store(Protocol):
         """Give the run back to the queue without finishing it (claimable again from ``ready_at``)."""
         ...
 
-    async def cancel_run(self, namespace: str, run_id: str, now: float) -> list[str]:
-        """Cancel the run and its unfinished descendants; returns the ids cancelled."""
+    async def cancel_run(self, namespace: str, run_id: str, now: float, reason: str | None = None) -> list[str]:
+        """Cancel the run and its unfinished descendants; returns the ids cancelled.
+
+        ``reason`` is stored on each and carried by their ``run.cancelled`` events.
+        """
         ...
 
     async def reopen_run(self, namespace: str, run_id: str, now: float) -> None:

@@ -45,6 +45,7 @@ from plait.store.base import (
     usage_values,
 )
 from plait.store.postgres_schema import MIGRATIONS
+from plait.store.run_listing import run_filter_sql, run_listing_sql
 
 try:
     import psycopg
@@ -62,7 +63,7 @@ RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
     "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context, "
-    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget"
+    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget, cancel_reason"
 )
 EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
@@ -248,30 +249,13 @@ class PostgresStore:
     async def list_runs(
         self, namespace: str, where: RunFilter, limit: int, after: tuple[float, str] | None
     ) -> list[RunRow]:
-        clauses = ["namespace = %s"]
-        params: list[Any] = [namespace]
-        if where.workflow_id is not None:
-            clauses.append("workflow_id = %s")
-            params.append(where.workflow_id)
-        if where.status is not None:
-            clauses.append("status = %s")
-            params.append(where.status)
-        if where.waiting_for_version:
-            clauses.append("status IN ('pending', 'waiting') AND status_message IS NOT NULL")
-        if where.parent_run_id is not None:
-            clauses.append("parent_run_id = %s")
-            params.append(where.parent_run_id)
-        if where.idempotency_key is not None:
-            clauses.append("idempotency_key = %s")
-            params.append(where.idempotency_key)
-        if after is not None:
-            clauses.append("(created_at, id) < (%s, %s)")
-            params.extend([after[0], after[1]])
-        query = (
-            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE {' AND '.join(clauses)} "
-            "ORDER BY created_at DESC, id DESC LIMIT %s"
-        )
-        return [RunRow(*row) for row in await self._read(query, [*params, limit])]
+        query, params = run_listing_sql(namespace, where, limit, after, "%s", RUN_COLUMNS)
+        return [RunRow(*row) for row in await self._read(query, params)]
+
+    async def count_runs(self, namespace: str, where: RunFilter) -> int:
+        clauses, params = run_filter_sql(namespace, where, "%s")
+        rows = await self._read(f"SELECT count(*) FROM plait_runs WHERE {' AND '.join(clauses)}", params)
+        return int(rows[0][0])
 
     async def _claimable_at_create(self, run: NewRun) -> NewRun:
         """``run`` created pending instead of claimed when its queue has limits: only ``claim_runs`` applies them.
@@ -300,10 +284,22 @@ class PostgresStore:
         return bool(rows)
 
     async def claim_runs(
-        self, namespace: str, owner: str, refs: list[str], now: float, wall_now: float, lease_until: float, limit: int
+        self,
+        namespace: str,
+        owner: str,
+        refs: list[str],
+        now: float,
+        wall_now: float,
+        lease_until: float,
+        limit: int,
+        *,
+        run_id: str | None = None,
     ) -> list[RunRow]:
-        if not refs or limit <= 0 or not await self.has_ready_runs(namespace, refs, now, wall_now):
+        if not refs or limit <= 0:
             return []
+        if run_id is None and not await self.has_ready_runs(namespace, refs, now, wall_now):
+            return []
+        only = "" if run_id is None else "AND id = %s "
 
         async def claim(cursor: Cursor) -> list[RunRow]:
             # SKIP LOCKED: workers claiming at the same moment take different runs instead of queueing.
@@ -311,8 +307,16 @@ class PostgresStore:
                 "SELECT id, queue, concurrency_key, priority, ready_at, started_at IS NULL FROM plait_runs "
                 "WHERE namespace = %s AND status = ANY(%s) AND ready_at <= %s "
                 "AND (owner IS NULL OR lease_expires_at < %s) AND workflow_id || '@' || workflow_version = ANY(%s) "
-                "ORDER BY priority DESC, ready_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (namespace, list(CLAIMABLE_STATUSES), now, wall_now, refs, limit * 4),
+                f"{only}ORDER BY priority DESC, ready_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (
+                    namespace,
+                    list(CLAIMABLE_STATUSES),
+                    now,
+                    wall_now,
+                    refs,
+                    *([] if run_id is None else [run_id]),
+                    limit * 4,
+                ),
             )
             candidates = [Candidate(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in await cursor.fetchall()]
             queues = await self._limited_queues(cursor, {c.queue for c in candidates if c.queue}, lock=True)
@@ -643,18 +647,22 @@ class PostgresStore:
 
         await self._write(release)
 
-    async def cancel_run(self, namespace: str, run_id: str, now: float) -> list[str]:
+    async def cancel_run(self, namespace: str, run_id: str, now: float, reason: str | None = None) -> list[str]:
+        payload = None if reason is None else json.dumps({"reason": reason})
+
         async def cancel(cursor: Cursor) -> list[str]:
             await cursor.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = %s AND namespace = %s "
                 "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.namespace = %s AND r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'cancelled', finished_at = %s, updated_at = %s, owner = NULL, "
-                "lease_expires_at = NULL WHERE namespace = %s AND id IN (SELECT id FROM tree) "
+                "lease_expires_at = NULL, cancel_reason = %s WHERE namespace = %s AND id IN (SELECT id FROM tree) "
                 "AND NOT (status = ANY(%s)) RETURNING id, workflow_id",
-                (run_id, namespace, namespace, now, now, namespace, list(TERMINAL_STATUSES)),
+                (run_id, namespace, namespace, now, now, reason, namespace, list(TERMINAL_STATUSES)),
             )
             rows = await cursor.fetchall()
-            await self._insert_events(cursor, [NewEvent(namespace, r[0], r[1], "run.cancelled", now) for r in rows])
+            await self._insert_events(
+                cursor, [NewEvent(namespace, r[0], r[1], "run.cancelled", now, payload) for r in rows]
+            )
             return [row[0] for row in rows]
 
         return await self._write(cancel)

@@ -169,40 +169,6 @@ MIGRATIONS: list[str] = [
         revoked_at DOUBLE PRECISION
     );
     """,
-    # 7 (AI usage and budgets): one row per model call, the run's totals and its own budget.
-    """
-    CREATE TABLE plait_usage (
-        namespace TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        workflow_id TEXT NOT NULL,
-        step_id TEXT NOT NULL,
-        step_key TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        model TEXT NOT NULL,
-        provider TEXT,
-        input_tokens BIGINT NOT NULL,
-        output_tokens BIGINT NOT NULL,
-        cache_read_tokens BIGINT NOT NULL,
-        cache_write_tokens BIGINT NOT NULL,
-        reasoning_tokens BIGINT NOT NULL,
-        cost_nanos BIGINT,
-        cost_source TEXT NOT NULL,
-        price_version TEXT,
-        prompt TEXT,
-        response TEXT,
-        carried INTEGER NOT NULL DEFAULT 0,
-        day TEXT NOT NULL,
-        created_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (run_id, step_key, attempt, seq)
-    );
-    CREATE INDEX plait_usage_time ON plait_usage (namespace, created_at);
-    ALTER TABLE plait_runs ADD COLUMN usage_input_tokens BIGINT NOT NULL DEFAULT 0;
-    ALTER TABLE plait_runs ADD COLUMN usage_output_tokens BIGINT NOT NULL DEFAULT 0;
-    ALTER TABLE plait_runs ADD COLUMN usage_cost_nanos BIGINT;
-    ALTER TABLE plait_runs ADD COLUMN usage_calls INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE plait_runs ADD COLUMN budget TEXT;
-    """,
 ]
 
 MIGRATIONS.append(
@@ -250,5 +216,49 @@ MIGRATIONS.append(
         created_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (namespace, id, version)
     );
+    """
+)
+
+MIGRATIONS.append(
+    # 9 (AI usage and budgets): one row per model call, the run's totals and its own budget.
+    """
+    CREATE TABLE plait_usage (
+        namespace TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        provider TEXT,
+        input_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        cache_read_tokens BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL,
+        reasoning_tokens BIGINT NOT NULL,
+        cost_nanos BIGINT,
+        cost_source TEXT NOT NULL,
+        price_version TEXT,
+        prompt TEXT,
+        response TEXT,
+        carried INTEGER NOT NULL DEFAULT 0,
+        day TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, run_id, step_key, attempt, seq)
+    );
+    CREATE INDEX plait_usage_time ON plait_usage (namespace, created_at);
+    ALTER TABLE plait_runs ADD COLUMN usage_input_tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE plait_runs ADD COLUMN usage_output_tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE plait_runs ADD COLUMN usage_cost_nanos BIGINT;
+    ALTER TABLE plait_runs ADD COLUMN usage_calls INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE plait_runs ADD COLUMN budget TEXT;
+    """
+)
+
+MIGRATIONS.append(
+    # 10 (cancel reasons): why a run was cancelled (engine.cancel(run_id, reason=...)).
+    """
+    ALTER TABLE plait_runs ADD COLUMN cancel_reason TEXT;
     """
 )

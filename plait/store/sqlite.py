@@ -37,6 +37,7 @@ from plait.store.base import (
     usage_totals,
     usage_values,
 )
+from plait.store.run_listing import run_filter_sql, run_listing_sql
 from plait.store.sqlite_connection import Durability, SQLiteConnection
 from plait.store.sqlite_schema import MIGRATIONS
 
@@ -44,7 +45,7 @@ RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
     "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context, "
-    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget"
+    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget, cancel_reason"
 )
 EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
 # seq is the run's next number: every writer of a run's events holds the write lock, so it is gap-free.
@@ -147,42 +148,35 @@ class SQLiteStore(SQLiteConnection):
     async def list_runs(
         self, namespace: str, where: RunFilter, limit: int, after: tuple[float, str] | None
     ) -> list[RunRow]:
-        clauses = ["namespace = ?"]
-        params: list[Any] = [namespace]
-        if where.workflow_id is not None:
-            clauses.append("workflow_id = ?")
-            params.append(where.workflow_id)
-        if where.status is not None:
-            clauses.append("status = ?")
-            params.append(where.status)
-        if where.waiting_for_version:
-            clauses.append("status IN ('pending', 'waiting') AND status_message IS NOT NULL")
-        if where.parent_run_id is not None:
-            clauses.append("parent_run_id = ?")
-            params.append(where.parent_run_id)
-        if where.idempotency_key is not None:
-            clauses.append("idempotency_key = ?")
-            params.append(where.idempotency_key)
-        if after is not None:
-            clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params.extend([after[0], after[0], after[1]])
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM plait_runs WHERE {' AND '.join(clauses)} "
-            "ORDER BY created_at DESC, id DESC LIMIT ?"
-        )
-        return [RunRow(*row) for row in self._read(sql, [*params, limit])]
+        query, params = run_listing_sql(namespace, where, limit, after, "?", RUN_COLUMNS)
+        return [RunRow(*row) for row in self._read(query, params)]
+
+    async def count_runs(self, namespace: str, where: RunFilter) -> int:
+        clauses, params = run_filter_sql(namespace, where, "?")
+        return int(self._read(f"SELECT count(*) FROM plait_runs WHERE {' AND '.join(clauses)}", params)[0][0])
 
     async def claim_runs(
-        self, namespace: str, owner: str, refs: list[str], now: float, wall_now: float, lease_until: float, limit: int
+        self,
+        namespace: str,
+        owner: str,
+        refs: list[str],
+        now: float,
+        wall_now: float,
+        lease_until: float,
+        limit: int,
+        *,
+        run_id: str | None = None,
     ) -> list[RunRow]:
+        only = "" if run_id is None else "AND id = ? "
+
         def claim(conn: sqlite3.Connection) -> list[RunRow]:
             rows = conn.execute(
                 "SELECT id, queue, concurrency_key, priority, ready_at, started_at IS NULL FROM plait_runs "
                 f"WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} AND ready_at <= ? "
                 "AND (owner IS NULL OR lease_expires_at < ?) "
-                "AND workflow_id || '@' || workflow_version IN (SELECT value FROM json_each(?)) "
+                f"AND workflow_id || '@' || workflow_version IN (SELECT value FROM json_each(?)) {only}"
                 "ORDER BY priority DESC, ready_at, id LIMIT ?",
-                (namespace, now, wall_now, json.dumps(refs), limit * 4),
+                (namespace, now, wall_now, json.dumps(refs), *([] if run_id is None else [run_id]), limit * 4),
             ).fetchall()
             candidates = [Candidate(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
             queues = self._limited_queues(conn, {c.queue for c in candidates if c.queue})
@@ -221,7 +215,7 @@ class SQLiteStore(SQLiteConnection):
             return []
         # A plain read first: an idle poll must not take the write lock that
         # other processes need for their commits.
-        ready = await self.has_ready_runs(namespace, refs, now, wall_now)
+        ready = run_id is not None or await self.has_ready_runs(namespace, refs, now, wall_now)
         return await self._write(claim) if ready else []
 
     def _claimable_at_create(self, run: NewRun) -> NewRun:
@@ -503,17 +497,21 @@ class SQLiteStore(SQLiteConnection):
 
         await self._write(release)
 
-    async def cancel_run(self, namespace: str, run_id: str, now: float) -> list[str]:
+    async def cancel_run(self, namespace: str, run_id: str, now: float, reason: str | None = None) -> list[str]:
+        payload = None if reason is None else json.dumps({"reason": reason})
+
         def cancel(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT id FROM plait_runs WHERE id = ? AND namespace = ? "
                 "UNION SELECT r.id FROM plait_runs r JOIN tree ON r.namespace = ? AND r.parent_run_id = tree.id) "
                 "UPDATE plait_runs SET status = 'cancelled', finished_at = ?, updated_at = ?, owner = NULL, "
-                f"lease_expires_at = NULL WHERE namespace = ? AND id IN (SELECT id FROM tree) "
+                f"lease_expires_at = NULL, cancel_reason = ? WHERE namespace = ? AND id IN (SELECT id FROM tree) "
                 f"AND status NOT IN {_TERMINAL_SQL} RETURNING id, workflow_id",
-                (run_id, namespace, namespace, now, now, namespace),
+                (run_id, namespace, namespace, now, now, reason, namespace),
             ).fetchall()
-            self._insert_events(conn, [NewEvent(namespace, row[0], row[1], "run.cancelled", now) for row in rows])
+            self._insert_events(
+                conn, [NewEvent(namespace, row[0], row[1], "run.cancelled", now, payload) for row in rows]
+            )
             return [row[0] for row in rows]
 
         return await self._write(cancel)

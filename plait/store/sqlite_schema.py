@@ -311,3 +311,10 @@ MIGRATIONS.append(
     ALTER TABLE plait_runs ADD COLUMN budget TEXT;
     """
 )
+
+MIGRATIONS.append(
+    # 10 (cancel reasons): why a run was cancelled (engine.cancel(run_id, reason=...)).
+    """
+    ALTER TABLE plait_runs ADD COLUMN cancel_reason TEXT;
+    """
+)

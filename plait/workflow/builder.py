@@ -13,7 +13,7 @@ from plait.hooks import Hooks
 from plait.ids import is_valid_id
 from plait.payloads import Codec, type_name
 from plait.queues import Queue, queue_name
-from plait.steps import Step, takes_context
+from plait.steps import OnError, Step, takes_context
 from plait.usage.models import Budget
 from plait.workflow.graph import (
     BranchNode,
@@ -92,11 +92,16 @@ class Builder(Generic[In, Out_co]):
         placement: Placement | None = None,
         hooks: Hooks | None = None,
         budget: Budget | None = None,
+        timeout: float | None = None,
+        on_error: OnError | None = None,
     ) -> None:
         self._id = id
         self._placement = placement or Placement()
         self._hooks = hooks
         self._budget = budget
+        self._timeout = timeout
+        self._on_error = on_error
+        self._defaulted: dict[int, tuple[Task, Task]] = {}  # id(step) -> (step kept alive, its copy)
         self._input_codec = input_codec
         self._declared_output = declared_output
         self._version = version
@@ -126,7 +131,19 @@ class Builder(Generic[In, Out_co]):
             placement=self._placement,
             hooks=self._hooks,
             budget=self._budget,
+            timeout=self._timeout,
+            on_error=self._on_error,
         )
+
+    def _task(self, item: object, where: str) -> Task:
+        """``item`` as a task, with the workflow's ``on_error`` default when the step set none."""
+        task = _as_task(item, where)
+        if self._on_error is not None and isinstance(task, Step) and not task.options.on_error_given:
+            # One copy per step object, so a step used for several outcomes of a branch stays one object.
+            if id(task) not in self._defaulted:
+                self._defaulted[id(task)] = (task, task.with_options(on_error=self._on_error))
+            return self._defaulted[id(task)][1]
+        return task
 
     def _auto_id(self, prefix: str, given: str | None, preferred: str | None = None) -> str:
         """``given`` (the user's id, checked as is), else a unique automatic id.
@@ -151,7 +168,7 @@ class Builder(Generic[In, Out_co]):
 
     def then(self, step: StepLike[Out_co, Next]) -> Builder[In, Next]:
         """Run ``step`` on the current value; a committed workflow runs as a child run."""
-        task = _as_task(step, "then()")
+        task = self._task(step, "then()")
         result: Builder[In, Next] = self._with(ThenNode(task), task.output_type)
         return result
 
@@ -181,7 +198,7 @@ class Builder(Generic[In, Out_co]):
         """Run the steps concurrently on the same value; the output is a tuple in their order."""
         if len(steps) < 2:
             raise WorkflowDefinitionError(f"workflow '{self._id}': parallel() needs at least two steps")
-        tasks = tuple(_as_task(s, "parallel()") for s in steps)
+        tasks = tuple(self._task(s, "parallel()") for s in steps)
         output_type = tuple.__class_getitem__(tuple(t.output_type for t in tasks))
         return self._with(ParallelNode(self._auto_id("parallel", id), tasks), output_type)  # type: ignore[no-any-return]
 
@@ -203,8 +220,8 @@ class Builder(Generic[In, Out_co]):
                 raise WorkflowDefinitionError(
                     f"workflow '{self._id}': each branch case is a (predicate, step) pair, got {case!r}"
                 )
-            built.append((case[0], _as_task(case[1], "branch()")))
-        default_task = _as_task(default, "branch(default=...)") if default is not None else None
+            built.append((case[0], self._task(case[1], "branch()")))
+        default_task = self._task(default, "branch(default=...)") if default is not None else None
         output_type = built[0][1].output_type
         result: Builder[In, Next] = self._with(
             BranchNode(self._auto_id("branch", id), tuple(built), default_task), output_type
@@ -238,7 +255,7 @@ class Builder(Generic[In, Out_co]):
         """Run ``step`` on every item of the current list; the output keeps the input order."""
         if concurrency < 1:
             raise WorkflowDefinitionError(f"workflow '{self._id}': foreach concurrency must be at least 1")
-        task = _as_task(step, "foreach()")
+        task = self._task(step, "foreach()")
         result: Builder[In, list[Next]] = self._with(
             ForeachNode(task.id, task, concurrency), list.__class_getitem__(task.output_type)
         )
@@ -259,7 +276,7 @@ class Builder(Generic[In, Out_co]):
         return result
 
     def _loop(self, step: object, predicate: object, *, until: bool, max_iterations: int) -> Any:
-        task = _as_task(step, "dountil()" if until else "dowhile()")
+        task = self._task(step, "dountil()" if until else "dowhile()")
         if not callable(predicate):
             raise WorkflowDefinitionError(f"workflow '{self._id}': the loop predicate must be a function")
         if max_iterations < 1:
@@ -363,6 +380,8 @@ class Builder(Generic[In, Out_co]):
             placement=self._placement,
             hooks=self._hooks,
             budget=self._budget,
+            timeout=self._timeout,
+            on_error=self._on_error,
         )
 
 
@@ -401,6 +420,8 @@ def workflow(
     concurrency_key: Callable[[In], object] | None = None,
     hooks: Hooks | None = None,
     budget: Budget | None = None,
+    timeout: timedelta | float | None = None,
+    on_error: OnError | None = None,
 ) -> Builder[In, In]:
     """Start building a workflow that takes ``input``; ``output`` is checked at ``commit()``.
 
@@ -410,6 +431,11 @@ def workflow(
     (e.g. one run at a time per customer). ``hooks`` are called around this
     workflow's runs and steps (see ``plait.Hooks``). ``budget`` limits each
     run's model usage (see ``plait.Budget``; ``engine.start(budget=...)`` overrides it).
+    ``timeout`` is a
+    deadline for the whole run, waiting included: when it passes the run ends
+    ``failed`` with ``WorkflowTimeout`` (checked durably, like a timer; a
+    retried run gets a new deadline). ``on_error`` is the default ``on_error``
+    of its steps ("fail", "skip" or "continue").
     """
     if not is_valid_id(id):
         raise WorkflowDefinitionError(
@@ -418,6 +444,13 @@ def workflow(
     if concurrency_key is not None and not callable(concurrency_key):
         raise WorkflowDefinitionError(f"workflow '{id}': concurrency_key must be a function of the input")
     placement = Placement(queue_name(queue), queue if isinstance(queue, Queue) else None, concurrency_key)
+    seconds = None if timeout is None else to_seconds(timeout)
+    if seconds is not None and not seconds > 0:
+        raise WorkflowDefinitionError(f"workflow '{id}': timeout must be positive, got {timeout!r}")
+    if on_error is not None and on_error not in ("fail", "skip", "continue"):
+        raise WorkflowDefinitionError(
+            f"workflow '{id}': on_error must be 'fail', 'skip' or 'continue', not {on_error!r}"
+        )
     return Builder(
         id,
         input_codec=Codec(input),
@@ -427,4 +460,6 @@ def workflow(
         placement=placement,
         hooks=hooks,
         budget=budget,
+        timeout=seconds,
+        on_error=on_error,
     )

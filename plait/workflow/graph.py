@@ -139,7 +139,7 @@ def _task_json(task: Task) -> dict[str, Any]:
     if isinstance(task, ChildTask):
         return {"type": "workflow", "id": task.id, "workflow": task.workflow.id, "version": task.workflow.version}
     options = task.options
-    return {
+    data: dict[str, Any] = {
         "type": "step",
         "id": task.id,
         "input": type_name(task.input_type),
@@ -149,6 +149,9 @@ def _task_json(task: Task) -> dict[str, Any]:
         "on_error": options.on_error,
         "queue": options.queue,
     }
+    if options.skip_if is not None:  # only when set: the versions of workflows without it stay the same
+        data["skip_if"] = _fn_name(options.skip_if)
+    return data
 
 
 def _node_json(node: Node) -> dict[str, Any]:
@@ -182,18 +185,26 @@ def _node_json(node: Node) -> dict[str, Any]:
     return data
 
 
-def content_hash(workflow_id: str, input_codec: Codec[Any], output_codec: Codec[Any], nodes: tuple[Node, ...]) -> str:
+def content_hash(
+    workflow_id: str,
+    input_codec: Codec[Any],
+    output_codec: Codec[Any],
+    nodes: tuple[Node, ...],
+    timeout: float | None = None,
+) -> str:
     """The default version: a hash of the plan's shape and types, not of function bodies.
 
     Fixing a bug inside a step keeps the version, so in-flight runs carry on;
     adding, removing, renaming or retyping a step changes it.
     """
-    shape = {
+    shape: dict[str, Any] = {
         "id": workflow_id,
         "input": input_codec.schema(),
         "output": output_codec.schema(),
         "nodes": [_node_json(n) for n in nodes],
     }
+    if timeout is not None:  # only when set: the versions of workflows without one stay the same
+        shape["timeout"] = timeout
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()
     return digest[:16]
 
@@ -222,16 +233,22 @@ class Workflow(Generic[In_contra, Out_co]):
         placement: Placement | None = None,
         hooks: Hooks | None = None,
         budget: Budget | None = None,
+        timeout: float | None = None,
+        on_error: str | None = None,
     ) -> None:
         self.id = id
         self.placement = placement or Placement()
         self.hooks = hooks
         self.budget = budget  # each run's default budget; engine.start(budget=...) overrides it
+        self.timeout = timeout
+        """Seconds a run may take from its start (or its retry), waiting included; None: no deadline."""
+        self.on_error = on_error
+        """The on_error of the steps that do not set their own (applied when the workflow was built)."""
         self.input_codec = input_codec
         self.output_codec = output_codec
         self.nodes = nodes
         self.description = description
-        self.version = version or content_hash(id, input_codec, output_codec, nodes)
+        self.version = version or content_hash(id, input_codec, output_codec, nodes, timeout)
         self._node_index_by_task = {task.id: i for i, node in enumerate(nodes) for task in node_tasks(node)}
         self._node_index_by_task.update({node_id(node): i for i, node in enumerate(nodes)})
 
@@ -276,6 +293,8 @@ class Workflow(Generic[In_contra, Out_co]):
             "input_schema": self.input_codec.schema(),
             "output_schema": self.output_codec.schema(),
             "nodes": [_node_json(n) for n in self.nodes],
+            "timeout": self.timeout,
+            "on_error": self.on_error,
         }
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from plait.errors import InputValidationError, PlaitError
+from plait.errors import InputValidationError, LeaseLost, StoreUnavailable
 from plait.ids import new_run_id
 from plait.runs import Run
 from plait.store.base import NewRun, RunRow
@@ -138,9 +139,9 @@ class TriggersMixin:
                         queue=target.placement.queue,
                     )
                 )
-            except PlaitError:
+            except (StoreUnavailable, LeaseLost, asyncio.CancelledError):
                 raise  # the store failed: the run does not end now, it is retried with its follow-ups
-            except Exception:  # a bad input_from is the trigger's bug: log it, never break the source run
+            except BaseException:  # a bad input_from (or unstorable input) is the trigger's bug: never the run's
                 log.exception("plait trigger %s could not start a run after %s", trigger.id, row.id)
 
 

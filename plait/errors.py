@@ -16,7 +16,9 @@
     ├── RunCancelled              run.cancelled
     ├── RunStateError             run.state
     ├── StoreUnavailable          store.unavailable
-    └── LeaseLost                 lease.lost
+    ├── LeaseLost                 lease.lost
+    ├── ResultTimeout             run.result_timeout   (also a TimeoutError)
+    └── InternalError             internal.error
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -162,3 +164,25 @@ class RunCancelledSignal(BaseException):
 
     A BaseException so that a step's ``except Exception`` cannot swallow it.
     """
+
+
+class ResultTimeout(PlaitError, TimeoutError):
+    """``result(timeout=...)`` ran out of time before the run ended; the run itself goes on.
+
+    Also a ``TimeoutError``, so ``except TimeoutError`` keeps working.
+    """
+
+    code = "run.result_timeout"
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class InternalError(PlaitError):
+    """plait itself failed on a run again and again; the run was failed rather than retried forever.
+
+    The stored error carries the traceback: please report it.
+    """
+
+    code = "internal.error"

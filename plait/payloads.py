@@ -10,13 +10,22 @@ import json
 from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from pydantic_core import PydanticSerializationError, from_json, to_jsonable_python
 
 from plait.errors import InputValidationError
 
 T = TypeVar("T")
 
 DEFAULT_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+
+# JSON text shorter than this always reads back: an integer readers refuse has over 4,300 digits, and
+# nesting readers refuse (over 201 levels) takes over 400 brackets.
+_SHORT_JSON = 400
+
+# Stored JSON that cannot be decoded is shown as this marker instead of failing the whole read.
+UNREADABLE_KEY = "$unreadable"
+# How the message of a value that cannot be stored begins.
+UNSTORABLE = "the value cannot be stored as JSON:"
 
 
 class Codec(Generic[T]):
@@ -31,8 +40,37 @@ class Codec(Generic[T]):
         return self.adapter.validate_python(value)
 
     def dump(self, value: T) -> str:
-        """JSON text of ``value``; raises PydanticSerializationError when it cannot be stored."""
-        return self.adapter.dump_json(value).decode()
+        """JSON text of ``value`` that reads back exactly.
+
+        Raises InputValidationError when it cannot: a value JSON cannot hold
+        (NaN, infinity, a lone surrogate, an unknown type), an integer over
+        4,300 digits, or nesting deeper than readers accept.
+        """
+        try:
+            text = self.adapter.dump_json(value).decode()
+        except PydanticSerializationError as exc:
+            raise _unstorable(f"Pydantic cannot write it ({exc})") from exc
+        except (ValueError, RecursionError) as exc:
+            raise _unstorable(f"Pydantic cannot write it ({type(exc).__name__}: {exc})") from exc
+        if len(text) > _SHORT_JSON or "NaN" in text or "Infinity" in text:
+            try:
+                from_json(text, allow_inf_nan=False)
+            except ValueError as exc:
+                raise _unstorable(f"its JSON would not read back ({_reader_problem(exc)})") from exc
+        # Pydantic writes NaN and infinity as null: look for them only when there is a null.
+        if "null" in text and self._holds_non_finite(value):
+            raise _unstorable("it holds a NaN or infinite float, which JSON cannot carry (use None or a string)")
+        return text
+
+    def _holds_non_finite(self, value: T) -> bool:
+        try:
+            plain = self.adapter.dump_python(value)
+            json.dumps(plain, allow_nan=False, skipkeys=True, default=_opaque)
+        except ValueError:
+            return True
+        except Exception:  # noqa: BLE001 - anything else was already written as JSON by Pydantic
+            return False
+        return False
 
     def load(self, text: str) -> T:
         return self.adapter.validate_json(text)
@@ -45,13 +83,39 @@ class Codec(Generic[T]):
             return {}
 
 
+def _opaque(value: Any) -> None:
+    return None
+
+
+def _unstorable(reason: str) -> InputValidationError:
+    return InputValidationError(f"{UNSTORABLE} {reason}")
+
+
+def _reader_problem(exc: ValueError) -> str:
+    text = str(exc)
+    if "number out of range" in text:
+        return "an integer has more than 4,300 digits; pass it as a string"
+    if "recursion limit" in text:
+        return "it is nested more than 200 levels deep"
+    return text
+
+
 def validation_summary(exc: ValidationError) -> str:
-    """Pydantic's errors on one line: ``age: Input should be a valid integer (got 'old')``."""
+    """Pydantic's errors on one line: ``age: Input should be a valid integer (got str)``.
+
+    Only the type of a wrong value is named, never the value: it may be a secret.
+    """
     parts = []
     for error in exc.errors(include_url=False):
         where = ".".join(str(p) for p in error["loc"]) or "value"
-        parts.append(f"{where}: {error['msg']} (got {error.get('input')!r:.60})")
+        parts.append(f"{where}: {error['msg']} (got {type(error.get('input')).__name__})")
     return "; ".join(parts)
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's error list as plain JSON, without the input values (they may be secrets)."""
+    details: list[dict[str, Any]] = json.loads(exc.json(include_url=False, include_input=False))
+    return details
 
 
 def validate_input(codec: Codec[T], value: Any, what: str) -> T:
@@ -59,9 +123,21 @@ def validate_input(codec: Codec[T], value: Any, what: str) -> T:
     try:
         return codec.validate(value)
     except ValidationError as exc:
-        raise InputValidationError(
-            f"{what} is invalid: {validation_summary(exc)}", errors=json.loads(exc.json(include_url=False))
-        ) from exc
+        details = validation_details(exc)
+        raise InputValidationError(f"{what} is invalid: {validation_summary(exc)}", errors=details) from exc
+
+
+def read_json(text: str | None) -> Any:
+    """Stored JSON text as Python values; text that cannot be decoded becomes an ``UNREADABLE_KEY`` marker.
+
+    One bad row must never stop a listing, a subscriber or the webhook outbox.
+    """
+    if text is None:
+        return None
+    try:
+        return from_json(text)
+    except ValueError as exc:
+        return {UNREADABLE_KEY: f"stored JSON ({len(text)} characters) could not be decoded: {exc}"}
 
 
 def dump_any(value: Any) -> str:
@@ -89,12 +165,15 @@ ANY: Codec[Any] = Codec(Any)
 __all__ = [
     "ANY",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "UNREADABLE_KEY",
     "Codec",
     "PydanticSerializationError",
     "ValidationError",
     "dump_any",
     "jsonable",
+    "read_json",
     "type_name",
     "validate_input",
+    "validation_details",
     "validation_summary",
 ]

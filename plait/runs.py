@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from plait.errors import RunCancelled, RunFailed
+from plait.payloads import UNREADABLE_KEY, read_json
 from plait.store.base import EventRow, RunRow, StepRow
 
 if TYPE_CHECKING:
@@ -43,7 +43,15 @@ def _time(value: float | None) -> datetime | None:
 
 
 def _json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    # Never raises: a stored value that cannot be decoded shows as a marker, so one row cannot break a listing.
+    return read_json(text)
+
+
+def _object(text: str | None) -> dict[str, Any] | None:
+    value = read_json(text)
+    if value is None or isinstance(value, dict):
+        return value
+    return {UNREADABLE_KEY: f"stored value should be a JSON object, got {type(value).__name__}"}
 
 
 class StepRecord(BaseModel):
@@ -68,7 +76,7 @@ class StepRecord(BaseModel):
             attempt=row.attempt,
             input=_json(row.input),
             output=_json(row.output) if row.status == "succeeded" else None,
-            error=_json(row.error),
+            error=_object(row.error),
             started_at=datetime.fromtimestamp(row.started_at, UTC),
             finished_at=datetime.fromtimestamp(row.finished_at, UTC),
         )
@@ -108,13 +116,13 @@ class Run(BaseModel):
             status=RunStatus(row.status),
             input=_json(row.input),
             output=_json(row.output),
-            error=_json(row.error),
+            error=_object(row.error),
             idempotency_key=row.idempotency_key,
             priority=row.priority,
-            metadata=_json(row.metadata),
+            metadata=_object(row.metadata),
             parent_run_id=row.parent_run_id,
             status_message=row.status_message,
-            wait=_json(row.wait_info),
+            wait=_object(row.wait_info),
             created_at=datetime.fromtimestamp(row.created_at, UTC),
             started_at=_time(row.started_at),
             finished_at=_time(row.finished_at),
@@ -171,7 +179,7 @@ def outcome(row: RunRow, output_codec: Any) -> Any:
         return output_codec.load(row.output or "null") if output_codec is not None else _json(row.output)
     if row.status == "cancelled":
         raise RunCancelled(f"run {row.id} was cancelled", run_id=row.id)
-    error = _json(row.error) or {}
+    error = _object(row.error) or {}
     where = f" at step '{error['step_id']}'" if error.get("step_id") else ""
     raise RunFailed(
         f"run {row.id} of workflow '{row.workflow_id}' failed{where}: {error.get('message', 'unknown error')}. "
@@ -212,7 +220,7 @@ class RunHandle(Generic[O_co]):
     def result(self, timeout: float | None = None) -> O_co:
         """Wait for the run to end and return its typed output.
 
-        Raises RunFailed or RunCancelled, and TimeoutError after ``timeout`` seconds.
+        Raises RunFailed or RunCancelled, and ResultTimeout (a TimeoutError) after ``timeout`` seconds.
         """
         result: O_co = self._sync(self._engine._result(self.id, timeout))
         return result

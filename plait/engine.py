@@ -63,6 +63,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
     URL) puts plait's tables in their own schema. ``events=False`` turns the
     event log off (no run.events(), feed, subscriptions or webhooks). With the
     ``otel`` extra installed, ``tracing`` emits OpenTelemetry spans.
+    ``webhook_timeout`` is the total deadline of one webhook delivery, answer included.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         tracing: bool = True,
         webhook_max_attempts: int = 5,
         webhook_backoff: float = 1.0,
+        webhook_timeout: float = 10.0,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -120,6 +122,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             self._worker.owner,
             max_attempts=webhook_max_attempts,
             first_backoff=webhook_backoff,
+            timeout=webhook_timeout,
             poll=poll_interval,
             lease_seconds=lease_seconds,
         )

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from plait.errors import RunCancelled, RunFailed
-from plait.payloads import UNREADABLE_KEY, read_json
+from plait.errors import RunCancelled, RunFailed, StepOutputInvalid
+from plait.payloads import UNREADABLE_KEY, read_json, type_name, validation_summary
 from plait.store.base import EventRow, RunRow, StepRow
 
 if TYPE_CHECKING:
@@ -176,7 +176,15 @@ class Page(BaseModel, Generic[T]):
 def outcome(row: RunRow, output_codec: Any) -> Any:
     """The typed result of a final run, or the matching exception."""
     if row.status == "succeeded":
-        return output_codec.load(row.output or "null") if output_codec is not None else _json(row.output)
+        if output_codec is None:
+            return _json(row.output)
+        try:
+            return output_codec.load(row.output or "null")
+        except ValidationError as exc:
+            raise StepOutputInvalid(
+                f"run {row.id} succeeded but its stored result cannot be read back as "
+                f"{type_name(output_codec.type)}: {validation_summary(exc)}; read it raw with run.info()"
+            ) from exc
     if row.status == "cancelled":
         raise RunCancelled(f"run {row.id} was cancelled", run_id=row.id)
     error = _object(row.error) or {}

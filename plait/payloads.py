@@ -18,9 +18,12 @@ T = TypeVar("T")
 
 DEFAULT_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 
+# A stored value is checked as if wrapped this many levels deep: events, API answers and webhook bodies
+# carry it inside a few objects, and every reader must still decode it (Pydantic's reader stops at 201 levels).
+_HEADROOM = 10
 # JSON text shorter than this always reads back: an integer readers refuse has over 4,300 digits, and
-# nesting readers refuse (over 201 levels) takes over 400 brackets.
-_SHORT_JSON = 400
+# nesting they refuse (over 201 - _HEADROOM levels) takes more brackets than this.
+_SHORT_JSON = 2 * (201 - _HEADROOM)
 
 # Stored JSON that cannot be decoded is shown as this marker instead of failing the whole read.
 UNREADABLE_KEY = "$unreadable"
@@ -54,7 +57,7 @@ class Codec(Generic[T]):
             raise _unstorable(f"Pydantic cannot write it ({type(exc).__name__}: {exc})") from exc
         if len(text) > _SHORT_JSON or "NaN" in text or "Infinity" in text:
             try:
-                from_json(text, allow_inf_nan=False)
+                from_json("[" * _HEADROOM + text + "]" * _HEADROOM, allow_inf_nan=False)
             except ValueError as exc:
                 raise _unstorable(f"its JSON would not read back ({_reader_problem(exc)})") from exc
         # Pydantic writes NaN and infinity as null: look for them only when there is a null.
@@ -96,7 +99,7 @@ def _reader_problem(exc: ValueError) -> str:
     if "number out of range" in text:
         return "an integer has more than 4,300 digits; pass it as a string"
     if "recursion limit" in text:
-        return "it is nested more than 200 levels deep"
+        return f"it is nested more than {201 - _HEADROOM} levels deep"
     return text
 
 

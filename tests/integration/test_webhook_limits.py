@@ -206,3 +206,15 @@ def test_a_row_that_cannot_be_decoded_stops_no_reader(db_url: str, serve: Callab
                 assert detail.status_code == 200, detail.text
     finally:
         receiver.close()
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["t=1,v1=é", "t=1,v1=\ud800", "t=²,v1=ab", f"t={'9' * 5000},v1=ab", f"t=1{'0' * 400},v1=ab", "", "garbage"],
+)
+def test_verify_answers_false_for_any_malformed_signature(header: str) -> None:
+    from plait.webhooks import sign, verify
+
+    body = b'{"id": 1}'
+    assert verify(SECRET, header, body, now=1) is False
+    assert verify(SECRET, sign(SECRET, body, 1), body, now=1) is True

@@ -504,11 +504,11 @@ class RunExecution:
             except BaseException as raised:  # every failure of user code is recorded, not raised
                 if is_engine_signal(raised):
                     raise
-                exc = raised.original if isinstance(raised, UserCodeExit) else raised
+                failure = raised.original if isinstance(raised, UserCodeExit) else raised
                 budget_used += 1
-                error = describe_error(exc, step.id, attempt)
+                error = describe_error(failure, step.id, attempt)
                 await self._observe("step_ended", step.id, key, attempt, error=public_error(error))
-                if not options.retry.should_retry(exc, budget_used):
+                if not options.retry.should_retry(failure, budget_used):
                     return await self._settle_failure(step, key, attempt, value, input_json, error, started)
                 delay = options.retry.delay_before(budget_used + 1)
                 retrying = ("step.retrying", {"next_attempt": attempt + 1, "delay_seconds": round(delay, 3)})

@@ -11,9 +11,12 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 import plait
+
 from plait.testing import FakeClock
 from plait.worker import INTERNAL_STEP, MAX_INTERNAL_ERRORS
 from tests.conftest import run_sql
+
+ANY_JSON: Any = Any  # a workflow input of no declared type
 
 
 def run_failure(run: plait.RunHandle[Any]) -> dict[str, Any]:
@@ -109,7 +112,7 @@ def test_foreach_results_over_the_payload_limit_fail_with_a_coded_error(db_url: 
 
 
 @pytest.mark.parametrize("signal", [SystemExit, KeyboardInterrupt, GeneratorExit])
-@pytest.mark.parametrize("kind", ["sync", "async"])
+@pytest.mark.parametrize("kind", ["sync", "async", "async_with_timeout"])
 def test_base_exceptions_from_a_step_are_failures_that_honour_retry(
     engine: plait.Engine, signal: type[BaseException], kind: str
 ) -> None:
@@ -126,7 +129,8 @@ def test_base_exceptions_from_a_step_are_failures_that_honour_retry(
 
     fn = body if kind == "sync" else async_body
     retry = plait.Retry(max_attempts=2, initial=0, retry_on=(BaseException,))
-    flaky = plait.step(id="flaky", retry=retry)(fn)
+    timeout = 30 if kind == "async_with_timeout" else None  # the attempt then runs in a task of its own
+    flaky = plait.step(id="flaky", retry=retry, timeout=timeout)(fn)
     flow = plait.workflow(f"exits_{signal.__name__}_{kind}", input=int).then(flaky).commit()
     assert engine.start(flow, 4).result(timeout=20) == 40
     assert calls == [1, 2]
@@ -262,7 +266,9 @@ def test_a_secret_in_an_invalid_step_input_stays_out_of_errors(engine: plait.Eng
         return creds.user
 
     # The input is typed Any, so it is stored as given; only the error must not repeat it.
-    run = engine.start(plait.workflow("leaky_input", input=Any).then(login).commit(), {"api_key": token, "user": [1]})
+    run = engine.start(
+        plait.workflow("leaky_input", input=ANY_JSON).then(login).commit(), {"api_key": token, "user": [1]}
+    )
     error = run_failure(run)
     assert error["code"] == "input.invalid" and "user" in error["message"]
     errors = run_sql(db_url, "SELECT error FROM plait_runs UNION ALL SELECT error FROM plait_steps")

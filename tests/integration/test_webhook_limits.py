@@ -163,7 +163,11 @@ def serve() -> Iterator[Callable[[plait.Engine], str]]:
 
 
 def test_a_row_that_cannot_be_decoded_stops_no_reader(db_url: str, serve: Callable[[plait.Engine], str]) -> None:
-    receiver = Receiver(lambda handler, index: (handler.send_response(204), handler.end_headers()))
+    def no_content(handler: BaseHTTPRequestHandler, index: int) -> None:
+        handler.send_response(204)
+        handler.end_headers()
+
+    receiver = Receiver(no_content)
     seen: list[plait.Event] = []
     try:
         with plait.Engine(db_url, poll_interval=0.05) as engine:

@@ -11,7 +11,6 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 import plait
-
 from plait.testing import FakeClock
 from plait.worker import INTERNAL_STEP, MAX_INTERNAL_ERRORS
 from tests.conftest import run_sql

@@ -97,7 +97,7 @@ class StepFailure(Exception):
 
 
 def is_engine_signal(exc: BaseException) -> bool:
-    """Whether ``exc`` is plait's own control flow (or the store's), never a failure of user code.
+    """Whether ``exc`` is plait's own control flow, never a failure of user code.
 
     Everything else a step, predicate or function raises, ``SystemExit``,
     ``KeyboardInterrupt`` and ``GeneratorExit`` included, is that step's failure.

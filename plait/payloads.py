@@ -37,6 +37,7 @@ class Codec(Generic[T]):
     def __init__(self, type_: Any) -> None:
         self.type = type_
         self.adapter: TypeAdapter[T] = TypeAdapter(type_)
+        self._may_hold_floats: bool | None = None
 
     def validate(self, value: Any) -> T:
         """Coerce ``value`` (a model, or the dict JSON gives back) to the type; raises ValidationError."""
@@ -61,14 +62,23 @@ class Codec(Generic[T]):
             except ValueError as exc:
                 raise _unstorable(f"its JSON would not read back ({_reader_problem(exc)})") from exc
         # Pydantic writes NaN and infinity as null: look for them only when there is a null.
-        if "null" in text and self._holds_non_finite(value):
+        if "null" in text and self.may_hold_floats() and self._holds_non_finite(value):
             raise _unstorable("it holds a NaN or infinite float, which JSON cannot carry (use None or a string)")
         return text
 
+    def may_hold_floats(self) -> bool:
+        """Whether a value of this type can hold a float (or something whose serializer plait cannot see)."""
+        if self._may_hold_floats is None:
+            try:
+                schema = repr(self.adapter.core_schema)
+            except Exception:  # noqa: BLE001 - no schema to read: assume the worst
+                schema = "'type': 'any'"
+            self._may_hold_floats = any(f"'type': '{kind}'" in schema for kind in _FLOAT_BEARING_SCHEMAS)
+        return self._may_hold_floats
+
     def _holds_non_finite(self, value: T) -> bool:
         try:
-            plain = self.adapter.dump_python(value)
-            json.dumps(plain, allow_nan=False, skipkeys=True, default=_opaque)
+            _FINITE_ONLY.encode(self.adapter.dump_python(value))
         except ValueError:
             return True
         except Exception:  # noqa: BLE001 - anything else was already written as JSON by Pydantic
@@ -88,6 +98,12 @@ class Codec(Generic[T]):
 
 def _opaque(value: Any) -> None:
     return None
+
+
+# Core schema types whose values may be (or serialize to) a float.
+_FLOAT_BEARING_SCHEMAS = ("float", "any", "function-plain", "function-wrap")
+# Walks a value in C and raises ValueError at a NaN or infinity; anything not JSON-like is skipped.
+_FINITE_ONLY = json.JSONEncoder(allow_nan=False, skipkeys=True, default=_opaque)
 
 
 def _unstorable(reason: str) -> InputValidationError:

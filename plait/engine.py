@@ -84,6 +84,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
     name); ``document_env`` lists the ``{{env.NAME}}`` names documents may read.
     ``store_prompts=True`` keeps the prompts and responses given to
     ``ctx.record_usage`` (never SecretStr or Hidden values).
+    ``webhook_timeout`` is the total deadline of one webhook delivery, answer included.
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         secrets: SecretSource | None = None,
         document_env: EnvAllowList | None = None,
         store_prompts: bool = False,
+        webhook_timeout: float = 10.0,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -147,6 +149,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
             self._worker.owner,
             max_attempts=webhook_max_attempts,
             first_backoff=webhook_backoff,
+            timeout=webhook_timeout,
             poll=poll_interval,
             lease_seconds=lease_seconds,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,22 @@ from plait.store.base import RunRow
 from plait.subscriptions import Listener, Subscription
 from plait.webhooks import DeadLetter, Webhook, WebhookDispatcher
 from plait.workflow.graph import Workflow
+
+# Cursors the stores hand out: "<id>" (SQLite) or "<transaction>:<id>" (PostgreSQL), each a 64-bit integer.
+_CURSOR = re.compile(r"[0-9]{1,19}(:[0-9]{1,19})?")
+
+
+def checked_cursor(cursor: object) -> str | None:
+    """``cursor`` if it has the shape of an event-feed cursor, else InputValidationError."""
+    if cursor is None:
+        return None
+    if isinstance(cursor, str) and _CURSOR.fullmatch(cursor) and all(int(p) < 2**63 for p in cursor.split(":")):
+        return cursor
+    shown = repr(cursor)[:40]
+    raise InputValidationError(
+        f"{shown} is not an event-feed cursor; pass the cursor of a previous page of engine.events(), or None"
+    )
+
 
 if TYPE_CHECKING:
     from plait.clock import Clock
@@ -53,9 +70,12 @@ class FeedsMixin:
         return await self._loop.run_async(self._events(after, limit))
 
     async def _events(self, after: str | None, limit: int) -> EventPage:
-        if not 1 <= limit <= 1000:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
             raise InputValidationError("limit must be between 1 and 1000")
-        rows, cursor = await self._store.read_events(self.namespace, after, limit)
+        try:
+            rows, cursor = await self._store.read_events(self.namespace, checked_cursor(after), limit)
+        except (ValueError, OverflowError) as exc:  # a cursor of the other backend's shape
+            raise InputValidationError(f"{after!r:.40} is not a cursor of this engine's store: {exc}") from exc
         return EventPage(items=[Event.from_row(row) for row in rows], cursor=cursor)
 
     def subscribe(
@@ -75,7 +95,7 @@ class FeedsMixin:
         workflow_id = workflow.id if isinstance(workflow, Workflow) else workflow
 
         async def start() -> Subscription:
-            cursor = await self._store.events_head(self.namespace) if after == "now" else after
+            cursor = await self._store.events_head(self.namespace) if after == "now" else checked_cursor(after)
             subscription = Subscription(self._store, self.namespace, callback, types, workflow_id, cursor, 0.05)
             subscription.start()
             self._subscriptions.append(subscription)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from plait.clock import to_seconds
-from plait.errors import InputValidationError
+from plait.errors import InputValidationError, LeaseLost, StoreUnavailable
 from plait.http_triggers import DEFAULT_SIGNATURE_HEADERS, HttpTrigger, SignatureScheme, TriggerRequest
 from plait.new_runs import new_run_row
 from plait.runs import Run
@@ -158,7 +159,9 @@ class TriggersMixin:
                     idempotency_key=f"on_complete:{trigger.id}:{row.id}",
                     metadata=f'{{"triggered_by": "{row.id}", "trigger": "{trigger.id}"}}',
                 )
-            except Exception:  # a bad input_from or concurrency_key is the trigger's bug: never break the source run
+            except (StoreUnavailable, LeaseLost, asyncio.CancelledError):
+                raise  # the store failed: the run does not end now, it is retried with its follow-ups
+            except BaseException:  # a bad input_from (or unstorable input) is the trigger's bug: never the run's
                 log.exception("plait trigger %s could not start a run after %s", trigger.id, row.id)
                 continue
             # A store failure raises: the run does not end now, it is retried with its follow-ups.

@@ -20,7 +20,9 @@
     ├── LeaseLost                 lease.lost
     ├── DocumentInvalid           document.invalid
     ├── IdempotencyConflict       run.idempotency_conflict
-    └── BudgetExceeded            run.budget_exceeded
+    ├── BudgetExceeded            run.budget_exceeded
+    ├── ResultTimeout             run.result_timeout   (also a TimeoutError)
+    └── InternalError             internal.error
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -208,3 +210,25 @@ class IdempotencyConflict(PlaitError):
     """
 
     code = "run.idempotency_conflict"
+
+
+class ResultTimeout(PlaitError, TimeoutError):
+    """``result(timeout=...)`` ran out of time before the run ended; the run itself goes on.
+
+    Also a ``TimeoutError``, so ``except TimeoutError`` keeps working.
+    """
+
+    code = "run.result_timeout"
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class InternalError(PlaitError):
+    """plait itself failed on a run again and again; the run was failed rather than retried forever.
+
+    The stored error carries the traceback: please report it.
+    """
+
+    code = "internal.error"

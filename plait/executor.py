@@ -12,9 +12,9 @@ import contextlib
 import copy
 import inspect
 import json
-import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, NoReturn, Protocol
 
 from pydantic import ValidationError
@@ -25,17 +25,17 @@ from plait.errors import (
     BudgetExceeded,
     EventTimeout,
     InputValidationError,
-    PlaitError,
     RunCancelledSignal,
     StepFailed,
     StepOutputInvalid,
     StepTimeout,
     WorkflowTimeout,
 )
+from plait.failures import describe_error, exception_text
 from plait.hooks import HookInfo, HookRunner, Observer
-from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable, type_name
+from plait.payloads import UNSTORABLE, Codec, dump_any, jsonable, type_name, validation_summary
 from plait.run_log import RunLog, public_error
-from plait.steps import Step, takes_context
+from plait.steps import Step, UserCodeExit, takes_context
 from plait.store.base import FOREVER, Lease, NewEvent, NewUsage, Park, RunRow, StepRow, Store, WaitRow
 from plait.tracing import Tracer
 from plait.usage.recorder import UsageRecorder
@@ -105,17 +105,13 @@ class StepFailure(Exception):
         self.error = error
 
 
-def describe_error(exc: BaseException, step_id: str | None = None, attempt: int | None = None) -> dict[str, Any]:
-    """The stored form of an error: code, message, type, where, and the traceback for debugging."""
-    code = exc.code if isinstance(exc, PlaitError) else "step.failed"
-    message = exc.message if isinstance(exc, PlaitError) else f"{type(exc).__name__}: {exc}"
-    error: dict[str, Any] = {"code": code, "message": message, "type": type(exc).__name__}
-    if step_id is not None:
-        error["step_id"] = step_id
-    if attempt is not None:
-        error["attempt"] = attempt
-    error["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
-    return error
+def is_engine_signal(exc: BaseException) -> bool:
+    """Whether ``exc`` is plait's own control flow, never a failure of user code.
+
+    Everything else a step, predicate or function raises, ``SystemExit``,
+    ``KeyboardInterrupt`` and ``GeneratorExit`` included, is that step's failure.
+    """
+    return isinstance(exc, asyncio.CancelledError | RunCancelledSignal | ParkSignal | SuspendRequest | StepFailure)
 
 
 def call_with_optional_context(fn: Callable[..., Any], takes_context: bool, ctx: Context, value: Any) -> Any:
@@ -176,6 +172,7 @@ class RunExecution:
         self.usage = UsageRecorder(run, workflow.budget, host.store_prompts, tracer)
         self.deferred_usage: list[NewUsage] = []
         self._last_output: tuple[Any, str, Any] | None = None
+        self.output_json: str | None = None  # the stored result, once ``execute`` succeeded
 
     def mark_cancelled(self) -> None:
         self.cancelled = True
@@ -228,6 +225,11 @@ class RunExecution:
             for node in self.workflow.nodes:
                 value = await self._run_node(node, value)
             output = self.workflow.output_codec.validate(value)
+            last = self._last_output
+            if last is not None and last[0] is output and last[2] is self.workflow.output_codec.type:
+                self.output_json = last[1]  # the last step's output, already stored as JSON
+            else:
+                self.output_json = self._dump(self.workflow.output_codec, output, None)
         except StepFailure as failure:
             await self._flush_deferred()
             return "failed", None, failure.error
@@ -236,10 +238,13 @@ class RunExecution:
             error = describe_error(
                 StepOutputInvalid(
                     f"run {self.run_id}: the workflow's result does not match its output type "
-                    f"{self.workflow.output_codec.type!r}: {exc}"
+                    f"{self.workflow.output_codec.type!r}: {validation_summary(exc)}"
                 )
             )
             return "failed", None, error
+        except StepOutputInvalid as exc:
+            await self._flush_deferred()
+            return "failed", None, describe_error(exc)
         return "succeeded", output, None
 
     async def _flush_deferred(self) -> None:
@@ -298,8 +303,26 @@ class RunExecution:
         return [task.result() for task in tasks]
 
     def _predicate_holds(self, predicate: Callable[..., Any], value: Any, step_id: str) -> bool:
+        """The predicate's verdict; one that raises fails the run at ``step_id``."""
         ctx = Context(self, step_id, step_id, 1)
-        return bool(call_with_optional_context(predicate, takes_context(predicate), ctx, value))
+        with self._user_code(step_id, "its predicate"):
+            return bool(call_with_optional_context(predicate, takes_context(predicate), ctx, value))
+
+    @contextlib.contextmanager
+    def _user_code(self, step_id: str, what: str) -> Iterator[None]:
+        """Turn anything user code raises (not plait's signals) into a stored failure of the run at ``step_id``."""
+        try:
+            yield
+        except BaseException as exc:
+            if is_engine_signal(exc):
+                raise
+            failure = StepFailed(
+                f"'{step_id}' in run {self.run_id}: {what} raised {type(exc).__name__}: {exception_text(exc)}",
+                step_id=step_id,
+            )
+            error = describe_error(failure, step_id, 1)
+            error["traceback"] = describe_error(exc)["traceback"]
+            raise StepFailure(error) from exc
 
     async def _run_branch(self, node: BranchNode, value: Any) -> Any:
         options = [task for _, task in node.cases] + ([node.default] if node.default else [])
@@ -333,9 +356,9 @@ class RunExecution:
                 result = await result
             output = node.output_codec.validate(result)
             output_json = self._dump(node.output_codec, output, node.id)
-        except (asyncio.CancelledError, RunCancelledSignal):
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            if is_engine_signal(exc):
+                raise
             error = describe_error(exc, node.id, 1)
             await self._record(node.id, node.id, None, "failed", None, None, json.dumps(error), started)
             raise StepFailure(error) from exc
@@ -433,8 +456,11 @@ class RunExecution:
             else:
                 assert node.until_fn is not None
                 ctx = Context(self, node.id, node.id, 1)
-                when = call_with_optional_context(node.until_fn, takes_context(node.until_fn), ctx, value)
-                wake_at = when.timestamp()
+                with self._user_code(node.id, "its sleep_until function"):
+                    when = call_with_optional_context(node.until_fn, takes_context(node.until_fn), ctx, value)
+                    if not isinstance(when, datetime):
+                        raise TypeError(f"it must return a datetime, got {type(when).__name__}")
+                    wake_at = when.timestamp()
             if wake_at <= now:
                 return value
             wait = WaitRow(self.run_id, node.id, "sleep", wake_at, None, None, None, now)
@@ -548,13 +574,14 @@ class RunExecution:
         started = self.host.clock.now().timestamp()
         try:
             child_input = workflow.input_codec.validate(value)
-        except ValidationError as exc:
+            input_json = workflow.input_codec.dump(child_input)
+        except (ValidationError, InputValidationError) as exc:
+            reason = validation_summary(exc) if isinstance(exc, ValidationError) else exc.message
             error = describe_error(
-                StepFailed(f"child workflow '{task.id}' rejected its input: {exc}", step_id=task.id), task.id, 1
+                StepFailed(f"child workflow '{task.id}' rejected its input: {reason}", step_id=task.id), task.id, 1
             )
             await self._record(key, task.id, None, "failed", None, None, json.dumps(error), started)
             raise StepFailure(error) from exc
-        input_json = workflow.input_codec.dump(child_input)
         child = await self.host.run_child(self.run, key, f"{self.run_id}.{key}", workflow, input_json)
         if not child.is_terminal:  # it waits or runs elsewhere: its end wakes this run
             info = {"kind": "child", "step_id": task.id, "child_run_id": child.id}
@@ -593,16 +620,23 @@ class RunExecution:
             error["code"] = "input.invalid"
             error["message"] = (
                 f"step '{step.id}' in run {self.run_id}: its input does not match {step.input_codec.type!r}; "
-                f"check the output of the step before it: {exc}"
+                f"check the output of the step before it: {validation_summary(exc)}"
             )
+            return await self._settle_failure(step, key, attempt, value, None, error, started)
+        except StepOutputInvalid as exc:  # e.g. a foreach's collected results over the payload limit
+            error = describe_error(exc, step.id, attempt)
             return await self._settle_failure(step, key, attempt, value, None, error, started)
         if options.skip_if is not None:
             ctx = Context(self, step.id, key, attempt)
             try:
                 verdict = call_with_optional_context(options.skip_if, takes_context(options.skip_if), ctx, value)
                 skip = bool(await verdict if inspect.isawaitable(verdict) else verdict)
-            except Exception as exc:  # noqa: BLE001 - a failing predicate fails the step, like the step would.
-                error = describe_error(exc, step.id, attempt)
+            except BaseException as raised:  # a failing predicate fails the step, like the step would
+                if is_engine_signal(raised):
+                    raise
+                error = describe_error(
+                    raised.original if isinstance(raised, UserCodeExit) else raised, step.id, attempt
+                )
                 error["message"] = f"step '{step.id}' in run {self.run_id}: its skip_if raised {error['message']}"
                 return await self._settle_failure(step, key, attempt, value, input_json, error, started)
             if skip:
@@ -614,16 +648,17 @@ class RunExecution:
                 async with self._queue_slot(step.options.queue, key):
                     output = await self._attempt(step, key, attempt, input_value)
                 output_json = self._dump(step.output_codec, output, step.id)
-            except (asyncio.CancelledError, RunCancelledSignal):
-                raise
             except SkipRequest:  # the step chose not to run (a document block's `when`): later reads see null
                 await self._record(key, step.id, attempt, "skipped", input_json, "null", None, started)
                 return None
-            except Exception as exc:  # noqa: BLE001 - every failure of user code is recorded, not raised.
+            except BaseException as raised:  # every failure of user code is recorded, not raised
+                if is_engine_signal(raised):
+                    raise
+                failure = raised.original if isinstance(raised, UserCodeExit) else raised
                 budget_used += 1
-                error = describe_error(exc, step.id, attempt)
+                error = describe_error(failure, step.id, attempt)
                 await self._observe("step_ended", step.id, key, attempt, error=public_error(error))
-                if not options.retry.should_retry(exc, budget_used):
+                if not options.retry.should_retry(failure, budget_used):
                     return await self._settle_failure(step, key, attempt, value, input_json, error, started)
                 delay = options.retry.delay_before(budget_used + 1)
                 retrying = ("step.retrying", {"next_attempt": attempt + 1, "delay_seconds": round(delay, 3)})
@@ -729,7 +764,7 @@ class RunExecution:
             fields = ", ".join(".".join(str(p) for p in err["loc"]) or "(value)" for err in exc.errors())
             raise StepOutputInvalid(
                 f"step '{step.id}' in run {self.run_id} returned a value that does not match its output type "
-                f"{step.output_codec.type!r} (fields: {fields}): {exc}",
+                f"{step.output_codec.type!r} (fields: {fields}): {validation_summary(exc)}",
                 step_id=step.id,
                 attempt=attempt,
             ) from exc
@@ -775,18 +810,21 @@ class RunExecution:
         await self._record(key, step.id, attempt, "failed", input_json, None, json.dumps(error), started)
         raise StepFailure(error)
 
-    def _dump(self, codec: Codec[Any], value: Any, step_id: str) -> str:
+    def _dump(self, codec: Codec[Any], value: Any, step_id: str | None) -> str:
+        """The stored JSON of a step's (None: the workflow's) value; StepOutputInvalid unless it reads back exactly."""
+        where = "the workflow's result" if step_id is None else f"step '{step_id}'"
         try:
             text = codec.dump(value)
-        except PydanticSerializationError as exc:
+        except InputValidationError as exc:
             raise StepOutputInvalid(
-                f"step '{step_id}' in run {self.run_id} produced a value that cannot be stored as JSON: {exc}. "
-                "Return Pydantic models, dicts, lists, strings and numbers",
+                f"{where} in run {self.run_id} produced a value that cannot be stored as JSON: "
+                f"{exc.message.removeprefix(UNSTORABLE).strip()}. "
+                "Return Pydantic models, dicts, lists, strings and finite numbers",
                 step_id=step_id,
             ) from exc
         if len(text) > self.host.max_payload_bytes:
             raise StepOutputInvalid(
-                f"step '{step_id}' in run {self.run_id} produced {len(text)} bytes of JSON, over the "
+                f"{where} in run {self.run_id} produced {len(text)} bytes of JSON, over the "
                 f"{self.host.max_payload_bytes}-byte payload limit: store large data elsewhere and pass a reference, "
                 "or raise Engine(max_payload_bytes=...)",
                 step_id=step_id,

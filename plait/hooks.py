@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -70,7 +71,9 @@ class HookRunner:
                 result = hook(info)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:  # a hook's bug is logged and never breaks the run
+            except asyncio.CancelledError:
+                raise
+            except BaseException:  # a hook's bug (even SystemExit) is logged and never breaks the run
                 log.exception("plait hook %s failed for run %s (step %s)", name, info.run_id, info.step_id)
 
     async def run_started(self, info: HookInfo) -> None:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from plait.errors import RunCancelled, RunFailed
+from plait.errors import RunCancelled, RunFailed, StepOutputInvalid
+from plait.payloads import UNREADABLE_KEY, read_json, type_name, validation_summary
 from plait.store.base import EventRow, RunRow, StepRow
 from plait.usage.models import Usage, nanos_to_cost
 
@@ -44,7 +44,15 @@ def _time(value: float | None) -> datetime | None:
 
 
 def _json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    # Never raises: a stored value that cannot be decoded shows as a marker, so one row cannot break a listing.
+    return read_json(text)
+
+
+def _object(text: str | None) -> dict[str, Any] | None:
+    value = read_json(text)
+    if value is None or isinstance(value, dict):
+        return value
+    return {UNREADABLE_KEY: f"stored value should be a JSON object, got {type(value).__name__}"}
 
 
 class StepRecord(BaseModel):
@@ -71,7 +79,7 @@ class StepRecord(BaseModel):
             attempt=row.attempt,
             input=_json(row.input),
             output=_json(row.output) if row.status == "succeeded" else None,
-            error=_json(row.error),
+            error=_object(row.error),
             started_at=datetime.fromtimestamp(row.started_at, UTC),
             finished_at=datetime.fromtimestamp(row.finished_at, UTC),
         )
@@ -115,13 +123,13 @@ class Run(BaseModel):
             status=RunStatus(row.status),
             input=_json(row.input),
             output=_json(row.output),
-            error=_json(row.error),
+            error=_object(row.error),
             idempotency_key=row.idempotency_key,
             priority=row.priority,
-            metadata=_json(row.metadata),
+            metadata=_object(row.metadata),
             parent_run_id=row.parent_run_id,
             status_message=row.status_message,
-            wait=_json(row.wait_info),
+            wait=_object(row.wait_info),
             created_at=datetime.fromtimestamp(row.created_at, UTC),
             started_at=_time(row.started_at),
             finished_at=_time(row.finished_at),
@@ -182,11 +190,19 @@ class Page(BaseModel, Generic[T]):
 def outcome(row: RunRow, output_codec: Any) -> Any:
     """The typed result of a final run, or the matching exception."""
     if row.status == "succeeded":
-        return output_codec.load(row.output or "null") if output_codec is not None else _json(row.output)
+        if output_codec is None:
+            return _json(row.output)
+        try:
+            return output_codec.load(row.output or "null")
+        except ValidationError as exc:
+            raise StepOutputInvalid(
+                f"run {row.id} succeeded but its stored result cannot be read back as "
+                f"{type_name(output_codec.type)}: {validation_summary(exc)}; read it raw with run.info()"
+            ) from exc
     if row.status == "cancelled":
         why = f": {row.cancel_reason}" if row.cancel_reason else ""
         raise RunCancelled(f"run {row.id} was cancelled{why}", run_id=row.id)
-    error = _json(row.error) or {}
+    error = _object(row.error) or {}
     where = f" at step '{error['step_id']}'" if error.get("step_id") else ""
     raise RunFailed(
         f"run {row.id} of workflow '{row.workflow_id}' failed{where}: {error.get('message', 'unknown error')}. "
@@ -227,7 +243,7 @@ class RunHandle(Generic[O_co]):
     def result(self, timeout: float | None = None) -> O_co:
         """Wait for the run to end and return its typed output.
 
-        Raises RunFailed or RunCancelled, and TimeoutError after ``timeout`` seconds.
+        Raises RunFailed or RunCancelled, and ResultTimeout (a TimeoutError) after ``timeout`` seconds.
         """
         result: O_co = self._sync(self._engine._result(self.id, timeout))
         return result

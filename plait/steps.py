@@ -14,11 +14,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 from plait.clock import to_seconds
-from plait.errors import WorkflowDefinitionError
+from plait.errors import RunCancelledSignal, WorkflowDefinitionError
 from plait.ids import is_valid_id
 from plait.payloads import Codec
 from plait.queues import Queue, queue_name
-from plait.waiting import Approval, Poll
+from plait.waiting import Approval, Poll, SuspendRequest
 
 if TYPE_CHECKING:
     from plait.context import Context
@@ -173,17 +173,52 @@ class Step(Generic[In_contra, Out_co]):
         return await call_user_function(self.check, takes_context(self.check), is_async, ctx, state)
 
 
+class UserCodeExit(Exception):
+    """Internal: carries a ``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit`` that user code raised.
+
+    Raw, asyncio would stop its loop on the first two and close the awaiting
+    coroutines on the third; carried, it is an ordinary failure of the step.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(f"{type(original).__name__}: {original}")
+        self.original = original
+
+
+def _carry(exc: BaseException) -> BaseException:
+    """What to raise for ``exc`` from user code: itself, or a ``UserCodeExit`` around a bare BaseException."""
+    if isinstance(exc, Exception | asyncio.CancelledError | SuspendRequest | RunCancelledSignal):
+        return exc
+    return UserCodeExit(exc)
+
+
 async def call_user_function(
     fn: Callable[..., Any], with_context: bool, is_async: bool, ctx: Context, value: Any
 ) -> Any:
     """Call ``fn(value)`` or ``fn(ctx, value)``; sync functions run in the loop's thread pool."""
     args = (ctx, value) if with_context else (value,)
-    if is_async:
-        return await fn(*args)
-    result = await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args))
-    if inspect.isawaitable(result):  # a plain callable that returned a coroutine
-        return await result
-    return result
+
+    def call_sync() -> Any:
+        try:
+            return fn(*args)
+        except BaseException as exc:
+            carried = _carry(exc)
+            if carried is exc:
+                raise
+            raise carried from None
+
+    try:
+        if is_async:
+            return await fn(*args)
+        result = await asyncio.get_running_loop().run_in_executor(None, call_sync)
+        if inspect.isawaitable(result):  # a plain callable that returned a coroutine
+            return await result
+        return result
+    except BaseException as exc:
+        carried = _carry(exc)
+        if carried is exc:
+            raise
+        raise carried from None
 
 
 def _check_options(options: StepOptions) -> None:

@@ -70,7 +70,9 @@ class Subscription:
                 await self._callback(event)
             else:
                 await asyncio.to_thread(self._callback, event)
-        except Exception:
+        except asyncio.CancelledError:
+            raise
+        except BaseException:  # even SystemExit from a callback must not stop the engine's loop
             log.exception("plait subscription callback failed on event %s (%s)", event.id, event.type)
 
     async def stop(self) -> None:

@@ -4,6 +4,10 @@ Each request carries ``Plait-Signature: t=<unix seconds>,v1=<hex>`` where the
 hex is HMAC-SHA256 of ``"<t>.<body>"`` with the webhook's secret; receivers
 check it with ``plait.webhooks.verify`` and refuse old timestamps (replays).
 Delivery is at least once: dedupe on the ``Plait-Event-Id`` header.
+
+A receiver cannot hurt the engine: each delivery has a total deadline (not
+just one per read), only the first few KB of an answer are read, and a
+delivery that runs out of time is retried and dead-lettered like any failure.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ log = logging.getLogger("plait.webhooks")
 
 SIGNATURE_HEADER = "Plait-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
+# The most of a receiver's answer that is read; only its status matters.
+MAX_RESPONSE_BYTES = 4096
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -44,9 +50,11 @@ def verify(
         fields = dict(part.split("=", 1) for part in header.split(","))
         timestamp = int(fields["t"])
         given = fields["v1"]
-    except (KeyError, ValueError):
+        if abs((time.time() if now is None else now) - timestamp) > tolerance:
+            return False
+    except (KeyError, ValueError, TypeError, OverflowError):
         return False
-    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+    if not given.isascii():  # compare_digest refuses non-ASCII text; such a signature is simply wrong
         return False
     expected = sign(secret, body, timestamp).split("v1=", 1)[1]
     return hmac.compare_digest(expected, given)
@@ -162,6 +170,12 @@ class WebhookDispatcher:
             await asyncio.sleep(self._poll)
 
     async def _drain(self, hook: table.WebhookRow) -> None:
+        try:
+            await self._drain_events(hook)
+        except Exception as exc:  # noqa: BLE001 - the next poll starts again from the stored cursor
+            log.warning("plait webhook %s: delivery paused: %s", hook.id, exc)
+
+    async def _drain_events(self, hook: table.WebhookRow) -> None:
         """Deliver every event after the hook's cursor, then move the cursor (at-least-once)."""
         cursor = hook.cursor
         while True:
@@ -190,8 +204,14 @@ class WebhookDispatcher:
         )
 
     async def deliver(self, hook: table.WebhookRow, event: Event) -> str:
-        """POST one event; "" on a 2xx answer, else what went wrong (the secret never appears in it)."""
-        body = event.model_dump_json().encode()
+        """POST one event; "" on a 2xx answer, else what went wrong (the secret never appears in it).
+
+        The whole delivery, answer included, must finish within the webhook timeout.
+        """
+        try:
+            body = event.model_dump_json().encode()
+        except Exception as exc:  # noqa: BLE001 - an event that cannot be sent is dead-lettered, not fatal
+            return f"event {event.id} cannot be written as JSON: {type(exc).__name__}"
         headers: dict[str, Any] = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(hook.secret, body, int(time.time())),
@@ -201,12 +221,26 @@ class WebhookDispatcher:
         }
         client = self._client or httpx.AsyncClient(timeout=self._timeout)
         try:
-            response = await client.post(hook.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(self._timeout):
+                async with client.stream("POST", hook.url, content=body, headers=headers) as response:
+                    await _read_at_most(response, MAX_RESPONSE_BYTES)
+                    status = response.status_code
+        except TimeoutError:
+            return f"no complete answer within {self._timeout:g}s"
+        except Exception as exc:  # noqa: BLE001 - any failure of the request is a failed delivery, retried
             return f"{type(exc).__name__}: {exc}"
         finally:
             if client is not self._client:
                 await client.aclose()
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return ""
-        return f"HTTP {response.status_code}"
+        return f"HTTP {status}"
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> None:
+    """Read up to ``limit`` bytes of the answer; leaving the stream early closes the connection."""
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read >= limit:
+            return

@@ -12,13 +12,14 @@ from dataclasses import replace
 from typing import Any
 
 from plait.clock import Clock, wall_seconds
-from plait.errors import LeaseLost, RunCancelledSignal, RunNotFound, StoreUnavailable
-from plait.executor import ParkSignal, RunExecution, describe_error
+from plait.errors import InternalError, LeaseLost, ResultTimeout, RunCancelledSignal, RunNotFound, StoreUnavailable
+from plait.executor import ParkSignal, RunExecution
+from plait.failures import describe_error, exception_text
 from plait.hooks import Observer
 from plait.ids import is_owner_alive, process_owner
 from plait.new_runs import new_run_row
 from plait.run_log import public_error
-from plait.store.base import Lease, RunRow, Store
+from plait.store.base import Lease, NewEvent, RunRow, StepRow, Store
 from plait.tracing import Tracer
 from plait.workflow.graph import Workflow
 
@@ -26,6 +27,11 @@ log = logging.getLogger("plait.worker")
 
 # A run handed back after a store or internal error waits this long before it is claimed again.
 RELEASE_BACKOFF_SECONDS = 5.0
+# After this many internal errors on one run (counted since its last retry) the run fails with
+# ``internal.error`` instead of being handed back again: a persistent fault must not loop forever.
+MAX_INTERNAL_ERRORS = 3
+# Each internal error is stored as a failed attempt of this pseudo-step, with its traceback.
+INTERNAL_STEP = "$internal"
 
 WorkflowLookup = Callable[[str, str], "Workflow[Any, Any] | None"]
 
@@ -263,12 +269,15 @@ class Worker:
         lease = Lease(row.id, row.lease_token, row.namespace)
         final: RunRow | None = None
         execution: RunExecution | None = None
+        internal_errors = 0
         try:
             workflow = self._lookup(row.workflow_id, row.workflow_version)
             if workflow is None:  # unregistered since the claim: let a worker that has it take over
                 await self.store.release_run(lease, self.clock.now().timestamp())
                 return
             steps = [] if fresh else await self.store.load_steps(row.namespace, row.id)
+            since = row.retried_at or 0.0
+            internal_errors = sum(1 for s in steps if s.step_key == INTERNAL_STEP and s.finished_at >= since)
             waits = [] if fresh else await self.store.load_waits(row.namespace, row.id)
             state, attempts = ({}, {}) if fresh else await self._load_state(row.id)
             execution = RunExecution(self, row, workflow, steps, waits, state, attempts)
@@ -280,12 +289,7 @@ class Worker:
                 for observer in execution.observers:
                     await observer.run_started(execution.hook_info())
             status, output, error = await execution.execute()
-            output_json = None
-            if status == "succeeded":
-                try:
-                    output_json = workflow.output_codec.dump(output)
-                except Exception as exc:  # noqa: BLE001 - an unstorable result fails the run, not the worker.
-                    status, error = "failed", describe_error(exc)
+            output_json = execution.output_json if status == "succeeded" else None
             error_json = json.dumps(error) if error else None
             now = self.clock.now().timestamp()
             if self.before_finish is not None:
@@ -319,9 +323,8 @@ class Worker:
         except StoreUnavailable as exc:
             log.error("plait worker %s: run %s paused, the store failed: %s", self.owner, row.id, exc)
             await self._release_quietly(lease, backoff=True)
-        except Exception:
-            log.exception("plait worker %s: run %s hit an internal error; handing it back", self.owner, row.id)
-            await self._release_quietly(lease, backoff=True)
+        except Exception as exc:  # noqa: BLE001 - plait's own bug: stored on the run, never a silent loop
+            final = await self._internal_error(row, lease, exc, internal_errors + 1)
         finally:
             if execution is not None and execution.tracer is not None:
                 execution.tracer.end_run(row.id, final.status if final is not None else "paused")
@@ -351,6 +354,55 @@ class Worker:
                 break
             after = batch[-1].seq
         return state, attempts
+
+    async def _internal_error(self, row: RunRow, lease: Lease, exc: Exception, count: int) -> RunRow | None:
+        """Store an internal error on the run; hand it back, or fail it after ``MAX_INTERNAL_ERRORS``.
+
+        Returns the final row when the run was failed.
+        """
+        giving_up = count >= MAX_INTERNAL_ERRORS
+        log.error(
+            "plait worker %s: run %s hit an internal error (%d of %d); %s",
+            self.owner, row.id, count, MAX_INTERNAL_ERRORS, "failing it" if giving_up else "handing it back",
+            exc_info=exc,
+        )  # fmt: skip
+        failure = InternalError(
+            f"plait failed on run {row.id} {count} time(s) ({type(exc).__name__}: {exception_text(exc)[:500]}); "
+            + (
+                "the run was failed rather than retried forever. Please report this error with its traceback; "
+                f"engine.retry({row.id!r}) tries again"
+                if giving_up
+                else "the run was handed back and will be tried again"
+            )
+        )
+        error = describe_error(failure, INTERNAL_STEP, count)
+        error["traceback"] = describe_error(exc)["traceback"]
+        error_json = json.dumps(error)
+        now = self.clock.now().timestamp()
+        attempt = StepRow(row.id, INTERNAL_STEP, INTERNAL_STEP, count, "failed", None, None, error_json, now, now)
+        try:
+            if not giving_up:
+                await self.store.record_step(lease, attempt)
+                await self._release_quietly(lease, backoff=True)
+                return None
+            ending = replace(row, status="failed", output=None, error=error_json, finished_at=now, owner=None)
+            if self.before_finish is not None:
+                try:
+                    await self.before_finish(ending)
+                except Exception:  # follow-ups must not keep a broken run alive
+                    log.exception("plait worker %s: follow-ups of run %s failed", self.owner, row.id)
+            payload = json.dumps({"error": public_error(error)})
+            events = (
+                [NewEvent(row.namespace, row.id, row.workflow_id, "run.failed", now, payload)]
+                if self.store.record_events
+                else []
+            )
+            await self.store.finish_run(lease, "failed", None, error_json, now, attempt, events)
+            return ending
+        except Exception as store_exc:  # noqa: BLE001 - the store failed too: hand back, try again later
+            log.warning("plait worker %s: could not record the error of run %s: %s", self.owner, row.id, store_exc)
+            await self._release_quietly(lease, backoff=True)
+            return None
 
     async def _release_quietly(self, lease: Lease, *, backoff: bool = False) -> None:
         """Hand a run back; after an error, only after a pause, so a persistent fault cannot spin."""
@@ -502,7 +554,11 @@ class Worker:
                 return row
             wait = poll if deadline is None else min(poll, deadline - loop.time())
             if wait <= 0:
-                raise TimeoutError(f"run {run_id} did not finish within {timeout:g}s (status {row.status})")
+                raise ResultTimeout(
+                    f"run {run_id} did not finish within {timeout:g}s (status {row.status}); it goes on: "
+                    "wait longer, or check on it later with engine.get_run",
+                    run_id=run_id,
+                )
             future: asyncio.Future[RunRow] = loop.create_future()
             self._waiters.setdefault(run_id, []).append(future)
             try:

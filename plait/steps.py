@@ -18,7 +18,7 @@ from plait.errors import RunCancelledSignal, WorkflowDefinitionError
 from plait.ids import is_valid_id
 from plait.payloads import Codec
 from plait.queues import Queue, queue_name
-from plait.waiting import Approval, Poll, SuspendRequest
+from plait.waiting import Approval, Poll, SkipRequest, SuspendRequest
 
 if TYPE_CHECKING:
     from plait.context import Context
@@ -187,7 +187,7 @@ class UserCodeExit(Exception):
 
 def _carry(exc: BaseException) -> BaseException:
     """What to raise for ``exc`` from user code: itself, or a ``UserCodeExit`` around a bare BaseException."""
-    if isinstance(exc, Exception | asyncio.CancelledError | SuspendRequest | RunCancelledSignal):
+    if isinstance(exc, Exception | asyncio.CancelledError | SuspendRequest | SkipRequest | RunCancelledSignal):
         return exc
     return UserCodeExit(exc)
 

@@ -1,9 +1,12 @@
 """plait: typed, durable workflows for Python, on SQLite or PostgreSQL."""
 
+from plait.artifacts import Artifact
 from plait.clock import Clock, SystemClock
 from plait.context import Context
 from plait.engine import Engine
 from plait.errors import (
+    ArtifactInvalid,
+    ArtifactNotFound,
     DuplicateWorkflow,
     EventTimeout,
     InputValidationError,
@@ -23,6 +26,8 @@ from plait.errors import (
 from plait.hooks import HookInfo, Hooks
 from plait.queues import Queue
 from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRecord
+from plait.specs import Spec, spec
+from plait.step_config import AIConfig
 from plait.steps import Retry, Step, approval, create_step, step
 from plait.subscriptions import Subscription
 from plait.waiting import Approval, Poll
@@ -32,7 +37,11 @@ from plait.workflow import Builder, ChildTask, Workflow, workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "AIConfig",
     "Approval",
+    "Artifact",
+    "ArtifactInvalid",
+    "ArtifactNotFound",
     "Builder",
     "ChildTask",
     "Clock",
@@ -59,6 +68,7 @@ __all__ = [
     "RunNotFound",
     "RunStateError",
     "RunStatus",
+    "Spec",
     "Step",
     "StepFailed",
     "StepOutputInvalid",
@@ -74,6 +84,7 @@ __all__ = [
     "__version__",
     "approval",
     "create_step",
+    "spec",
     "step",
     "workflow",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from plait.artifacts.step import StepArtifacts
 from plait.errors import RunStateError
 from plait.payloads import jsonable
 from plait.run_log import RESERVED_PREFIXES
@@ -120,6 +121,20 @@ class Context:
         """Record an LLM call's usage as a ``step.usage`` event (model, tokens, cost) for reports and alerts."""
         usage = {"model": model, "input_tokens": input_tokens, "output_tokens": output_tokens, "cost": cost}
         self._add("step.usage", usage)
+
+    @property
+    def config(self) -> Any:
+        """This step's settings: an instance of its ``@plait.step(config=Model)``, with the run's values.
+
+        Values come from ``engine.start(..., config={step_id: {...}})``, the
+        model's defaults fill the rest. Raises RunStateError when the step declares no config.
+        """
+        return self._execution.configs.for_step(self.step_id)
+
+    @property
+    def artifacts(self) -> StepArtifacts:
+        """Named data kept with the run: ``put(key, data)`` here, ``get(key)`` in any later step."""
+        return StepArtifacts(self)
 
     def mark_cancelled(self) -> None:
         self._cancelled = True

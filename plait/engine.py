@@ -16,7 +16,9 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
+from plait.artifacts import ArtifactStorage, open_blob_store
 from plait.clock import Clock, SystemClock, to_seconds
+from plait.engine_artifacts import ArtifactsMixin
 from plait.engine_feeds import FeedsMixin
 from plait.engine_schedules import SchedulesMixin
 from plait.engine_signals import SignalsMixin
@@ -31,10 +33,12 @@ from plait.errors import (
 )
 from plait.hooks import Hook, HookRunner, Hooks
 from plait.loop_thread import LoopThread
-from plait.new_runs import new_run_row
+from plait.new_runs import new_run_row, spec_run_row
 from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
 from plait.queues import Queue
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
+from plait.specs import Spec
+from plait.step_config import config_json, merged_config_json
 from plait.store import open_store
 from plait.store import schedules as schedule_table
 from plait.store.base import NewRun, RunFilter, RunRow, Store
@@ -51,7 +55,7 @@ T = TypeVar("T")
 DEFAULT_URL = "sqlite:///plait.db"
 
 
-class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
+class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, ArtifactsMixin):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -65,6 +69,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
     ``otel`` extra installed, ``tracing`` emits OpenTelemetry spans.
     ``close()`` lets each step in flight finish and commit for up to
     ``shutdown_grace`` seconds, then hands its run back to the queue.
+    ``blobs`` is where artifacts over 64 KiB go: a directory or ``file://``
+    URL (by default ``<sqlite file>-blobs``; none on PostgreSQL), or any
+    fsspec URL (``s3://bucket/prefix``) with ``fsspec`` installed.
     """
 
     def __init__(
@@ -85,6 +92,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         webhook_max_attempts: int = 5,
         webhook_backoff: float = 1.0,
         shutdown_grace: float = 30.0,
+        blobs: str | None = None,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -113,6 +121,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             other_due=lambda: schedule_table.next_due(self._store, namespace),
         )
         self._store.record_events = events
+        self._artifacts = ArtifactStorage(self._store, open_blob_store(blobs, self.url), namespace)
+        self._worker.artifacts = self._artifacts
+        self._specs: dict[str, Spec[Any, Any]] = {}
         self._hooks = HookRunner()
         if tracing and tracing_available():
             self._worker.tracer = Tracer()
@@ -248,7 +259,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
 
     # -- workflows -----------------------------------------------------------
 
-    def register(self, *items: Workflow[Any, Any] | Queue) -> None:
+    def register(self, *items: Workflow[Any, Any] | Queue | Spec[Any, Any]) -> None:
         """Make workflows (and the child workflows they use) runnable by this engine, and store queue limits.
 
         Queues named by a workflow or its steps as ``plait.Queue`` objects are
@@ -258,6 +269,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         for item in items:
             if isinstance(item, Queue):
                 self._pending_queues[item.name] = item
+                continue
+            if isinstance(item, Spec):  # a client may start it by name; a worker needs plait.workflow(spec)
+                self._specs[item.ref] = item
                 continue
             if not isinstance(item, Workflow):
                 raise WorkflowDefinitionError(
@@ -337,6 +351,20 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> RunHandle[O]: ...
+    @overload
+    def start(
+        self,
+        workflow: Spec[I, O],
+        input: I | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[O]: ...
     @overload
     def start(
@@ -349,10 +377,11 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]: ...
     def start(
         self,
-        workflow: Workflow[Any, Any] | str,
+        workflow: Workflow[Any, Any] | Spec[Any, Any] | str,
         input: Any,
         *,
         run_id: str | None = None,
@@ -360,13 +389,18 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]:
         """Start a run and return its handle; the run is durable once this returns.
 
         Input is validated first (InputValidationError, and no run is created).
         The same ``idempotency_key`` (or ``run_id``) returns the existing run.
+        ``workflow`` is a workflow, a ``plait.spec`` (run by the workers that
+        implement it), or a name: ``"id"`` (latest registered) or ``"id@version"``.
+        ``config`` gives steps their settings by step id (``{"summarize":
+        {"max_length": 100}}``), validated like the input and stored with the run.
         """
-        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, config)
         row = self._loop.run(self._create(new))
         return RunHandle(self, row.id)
 
@@ -381,6 +415,20 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> RunHandle[O]: ...
+    @overload
+    async def astart(
+        self,
+        workflow: Spec[I, O],
+        input: I | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[O]: ...
     @overload
     async def astart(
@@ -393,10 +441,11 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]: ...
     async def astart(
         self,
-        workflow: Workflow[Any, Any] | str,
+        workflow: Workflow[Any, Any] | Spec[Any, Any] | str,
         input: Any,
         *,
         run_id: str | None = None,
@@ -404,27 +453,25 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         priority: int = 0,
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]:
         """Async twin of ``start``."""
-        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, config)
         row = await self._loop.run_async(self._create(new))
         return RunHandle(self, row.id)
 
     def _prepare_run(
         self,
-        workflow: Workflow[Any, Any] | str,
+        target: Workflow[Any, Any] | Spec[Any, Any] | str,
         input: Any,
         run_id: str | None,
         idempotency_key: str | None,
         priority: int,
         delay: timedelta | float | None,
         metadata: Mapping[str, Any] | None,
+        config: Mapping[str, Any] | None = None,
     ) -> NewRun:
-        if isinstance(workflow, Workflow):
-            if self._lookup(workflow.id, workflow.version) is not workflow:
-                self.register(workflow)
-        else:
-            workflow = self.get_workflow(workflow)
+        workflow = self._start_target(target)
         value = validate_input(workflow.input_codec, input, f"input for workflow '{workflow.id}'")
         if isinstance(input, BaseModel) and not isinstance(value, BaseModel):
             value = input
@@ -440,19 +487,44 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             raise InputValidationError("delay must not be negative")
         if not -(2**31) <= priority < 2**31:  # both stores keep a 32-bit integer
             raise InputValidationError(f"priority must be a 32-bit integer (-2**31 to 2**31-1), got {priority}")
-        return new_run_row(
-            workflow,
-            input_json,
-            namespace=self.namespace,
-            now=now,
-            value=value,
-            run_id=run_id,
-            ready_at=now + delay_seconds,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            metadata=dump_any(dict(metadata)) if metadata else None,
-            trace_context=current_trace_context(),
-        )
+        if isinstance(workflow, Spec):
+            if config is not None:
+                raise InputValidationError(
+                    f"config cannot be checked against spec '{workflow.ref}' (a spec has no steps): "
+                    "start the run where the workflow is registered"
+                )
+            self._specs.setdefault(workflow.ref, workflow)  # result() loads the output as the spec's type
+        fields: dict[str, Any] = {
+            "namespace": self.namespace,
+            "now": now,
+            "value": value,
+            "run_id": run_id,
+            "ready_at": now + delay_seconds,
+            "idempotency_key": idempotency_key,
+            "priority": priority,
+            "metadata": dump_any(dict(metadata)) if metadata else None,
+            "trace_context": current_trace_context(),
+        }
+        if isinstance(workflow, Spec):
+            return spec_run_row(workflow, input_json, **fields)
+        return new_run_row(workflow, input_json, config=config_json(workflow, config), **fields)
+
+    def _start_target(self, target: Workflow[Any, Any] | Spec[Any, Any] | str) -> Workflow[Any, Any] | Spec[Any, Any]:
+        """What ``start`` was given, as a registered workflow or, where none implements it here, a spec."""
+        if isinstance(target, Workflow):
+            if self._lookup(target.id, target.version) is not target:
+                self.register(target)
+            return target
+        if isinstance(target, Spec):
+            return self._lookup(target.id, target.version) or target
+        workflow_id, _, version = target.partition("@")
+        if version and self._lookup(workflow_id, version) is None and target in self._specs:
+            return self._specs[target]
+        if not version and workflow_id not in self._latest:
+            named = [spec for spec in self._specs.values() if spec.id == workflow_id]
+            if named:
+                return named[-1]
+        return self.get_workflow(workflow_id, version or None)
 
     async def _create(self, new: NewRun) -> RunRow:
         self._ensure_started()
@@ -460,6 +532,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         # A run that is due now goes straight to this process's worker when it
         # has room: claiming it in the creating transaction saves a commit.
         claim_now = self._run_worker and new.ready_at <= new.created_at and self._worker.has_capacity
+        # A spec's run waits for a worker that implements it, unless this one does.
+        claim_now = claim_now and self._lookup(new.workflow_id, new.workflow_version) is not None
         if claim_now:
             new = replace(new, owner=self._worker.owner, lease_expires_at=self._worker.lease_until())
         async with self._worker.claiming():
@@ -546,7 +620,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         self._ensure_started()
         row = await self._worker.wait_for_terminal(self.namespace, run_id, timeout)
         workflow = self._lookup(row.workflow_id, row.workflow_version)
-        return outcome(row, workflow.output_codec if workflow else None)
+        spec = self._specs.get(f"{row.workflow_id}@{row.workflow_version}") if workflow is None else None
+        return outcome(row, workflow.output_codec if workflow else spec.output_codec if spec else None)
 
     # -- acting on runs ------------------------------------------------------
 
@@ -579,14 +654,20 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
         self._worker.wake()
         return RunHandle(self, run_id)
 
-    def rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
-        """Fork a new run of the same input that reuses the outputs of the steps before ``step_id``."""
-        return self._loop.run(self._rerun_from(run_id, step_id))
+    def rerun_from(self, run_id: str, step_id: str, *, config: Mapping[str, Any] | None = None) -> RunHandle[Any]:
+        """Fork a new run of the same input that reuses the outputs (and artifacts) of the steps before ``step_id``.
 
-    async def arerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
-        return await self._loop.run_async(self._rerun_from(run_id, step_id))
+        ``config`` changes step settings for the new run, merged field by
+        field over the source run's (validated as in ``start``).
+        """
+        return self._loop.run(self._rerun_from(run_id, step_id, config))
 
-    async def _rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
+    async def arerun_from(
+        self, run_id: str, step_id: str, *, config: Mapping[str, Any] | None = None
+    ) -> RunHandle[Any]:
+        return await self._loop.run_async(self._rerun_from(run_id, step_id, config))
+
+    async def _rerun_from(self, run_id: str, step_id: str, config: Mapping[str, Any] | None = None) -> RunHandle[Any]:
         source = await self._get_row(run_id)
         workflow = self._lookup(source.workflow_id, source.workflow_version)
         if workflow is None:
@@ -600,6 +681,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
                 f"workflow '{workflow.id}' has no step '{step_id}'; steps: "
                 + ", ".join(t.id for t in workflow.iter_steps())
             )
+        new_config = merged_config_json(workflow, source.config, config)
         keep = {task.id for node in workflow.nodes[:index] for task in node_tasks(node)}
         keep |= {node_id(node) for node in workflow.nodes[:index]}
         steps = await self._store.load_steps(run_id)
@@ -613,6 +695,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin):
             now=now,
             priority=source.priority,
             metadata=json.dumps(metadata),
+            config=new_config,
         )
         row = await self._store.fork_run(new, run_id, keys)
         self._ensure_started()

@@ -16,7 +16,9 @@
     ├── RunCancelled              run.cancelled
     ├── RunStateError             run.state
     ├── StoreUnavailable          store.unavailable
-    └── LeaseLost                 lease.lost
+    ├── LeaseLost                 lease.lost
+    ├── ArtifactNotFound          artifact.not_found
+    └── ArtifactInvalid           artifact.invalid
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -155,6 +157,18 @@ class LeaseLost(PlaitError):
     """This worker no longer holds the run (its lease expired); its commit was refused."""
 
     code = "lease.lost"
+
+
+class ArtifactNotFound(PlaitError):
+    """The run has no artifact with that key (or its blob is gone)."""
+
+    code = "artifact.not_found"
+
+
+class ArtifactInvalid(PlaitError):
+    """An artifact key or value cannot be stored: a bad key, data that is not bytes, text or JSON, no blob store."""
+
+    code = "artifact.invalid"
 
 
 class RunCancelledSignal(BaseException):

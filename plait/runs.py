@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from plait.artifacts.model import Artifact
 from plait.errors import RunCancelled, RunFailed
 from plait.store.base import EventRow, RunRow, StepRow
 
@@ -98,6 +99,8 @@ class Run(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    config: dict[str, Any] | None = None
+    """The step settings the run was started with, by step id (only the fields given)."""
 
     @classmethod
     def from_row(cls, row: RunRow) -> Run:
@@ -118,6 +121,7 @@ class Run(BaseModel):
             created_at=datetime.fromtimestamp(row.created_at, UTC),
             started_at=_time(row.started_at),
             finished_at=_time(row.finished_at),
+            config=_json(row.config),
         )
 
 
@@ -295,6 +299,20 @@ class RunHandle(Generic[O_co]):
                 after = tail[-1].seq
                 continue
             await asyncio.sleep(poll)
+
+    def artifacts(self) -> list[Artifact]:
+        """The artifacts steps of this run kept (key, size, content_type, step_id, created_at)."""
+        return self._sync(self._engine._artifacts_of(self.id))
+
+    async def aartifacts(self) -> list[Artifact]:
+        return await self._async(self._engine._artifacts_of(self.id))
+
+    def artifact(self, key: str) -> Any:
+        """Artifact ``key`` as it was put: bytes, str, or JSON (a model comes back as its dict)."""
+        return self._sync(self._engine._artifact(self.id, key))
+
+    async def aartifact(self, key: str) -> Any:
+        return await self._async(self._engine._artifact(self.id, key))
 
     def cancel(self) -> bool:
         """Cancel the run (and its child runs); False if it had already ended."""

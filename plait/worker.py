@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from plait.artifacts.storage import ArtifactStorage
 from plait.clock import Clock, wall_seconds
 from plait.errors import LeaseLost, RunCancelledSignal, RunNotFound, StoreUnavailable
 from plait.executor import ParkSignal, RunExecution, describe_error
@@ -72,6 +73,7 @@ class Worker:
         self.draining = False
         self.observers: list[Observer] = []
         self.tracer: Tracer | None = None
+        self.artifacts = ArtifactStorage(store, None, namespace)  # the engine gives it its blob store
         self.before_finish: Callable[[RunRow], Awaitable[None]] | None = None
         self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []

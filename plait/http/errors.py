@@ -22,6 +22,8 @@ STATUS_BY_CODE = {
     "store.unavailable": 503,
     "lease.lost": 409,
     "run.idempotency_conflict": 409,
+    "artifact.not_found": 404,
+    "artifact.invalid": 422,
 }
 
 

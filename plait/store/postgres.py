@@ -25,6 +25,7 @@ from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
+    ArtifactRow,
     Decision,
     EventRow,
     Lease,
@@ -57,8 +58,9 @@ log = logging.getLogger("plait.store.postgres")
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
-    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context"
+    "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context, config"
 )
+ARTIFACT_COLUMNS = "run_id, key, step_id, step_key, kind, content_type, size, data, blob, created_at"
 EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
@@ -210,8 +212,8 @@ class PostgresStore:
         rows = await self._read(
             "WITH created AS (INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
             "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
-            "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context, "
+            "config) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             f"ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}){events_sql} "
             "SELECT *, CASE WHEN created.owner IS NULL THEN pg_notify(%s, %s) END FROM created",
             (
@@ -219,7 +221,7 @@ class PostgresStore:
                 run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
                 run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
                 run.owner, run.lease_expires_at, 1 if run.owner else 0, run.queue, run.concurrency_key,
-                run.trace_context, *events_params, CHANNEL, f"{self.schema}/{run.namespace}",
+                run.trace_context, run.config, *events_params, CHANNEL, f"{self.schema}/{run.namespace}",
             ),
         )  # fmt: skip
         if rows:
@@ -489,12 +491,13 @@ class PostgresStore:
         # One statement, so one round trip: the fence locks the run row, and the step and its events are
         # inserted only if the lease still holds; autocommit makes the statement its own transaction.
         events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
+        art_sql, art_params = _artifacts_cte(step.artifacts)
         rows = await self._read(
             "WITH fence AS (SELECT id FROM plait_runs WHERE id = %s AND status = 'running' AND lease_token = %s "
             f"FOR UPDATE), step AS (INSERT INTO plait_steps ({STEP_COLUMNS}) "
-            f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1){events_sql} "
+            f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1){events_sql}{art_sql} "
             "SELECT 1 FROM step",
-            (lease.run_id, lease.token, *_step_values(step), *events_params),
+            (lease.run_id, lease.token, *_step_values(step), *events_params, *art_params),
         )
         if not rows:
             await self._explain_fence(lease)
@@ -568,6 +571,7 @@ class PostgresStore:
     ) -> None:
         step_values = _step_values(last_step) if last_step is not None else (None,) * 10
         events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
+        art_sql, art_params = _artifacts_cte(last_step.artifacts if last_step is not None else ())
         # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
         rows = await self._read(
             "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE id = %s AND status = 'running' "
@@ -578,11 +582,11 @@ class PostgresStore:
             "updated_at = %s, owner = NULL, lease_expires_at = NULL, wait_info = NULL FROM fence "
             "WHERE r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
             "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.id = done.parent_run_id "
-            f"AND p.status = 'waiting' RETURNING p.id){events_sql} "
+            f"AND p.status = 'waiting' RETURNING p.id){events_sql}{art_sql} "
             "SELECT done.namespace, (SELECT count(*) FROM parent) FROM done",
             (
                 lease.run_id, lease.token, *step_values, last_step is not None,
-                status, output, error, now, now, now, *events_params,
+                status, output, error, now, now, now, *events_params, *art_params,
             ),
         )  # fmt: skip
         if not rows:
@@ -640,14 +644,22 @@ class PostgresStore:
         async def fork(cursor: Cursor) -> RunRow:
             await cursor.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
-                "metadata, created_at, updated_at, ready_at, queue, concurrency_key) "
-                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
+                "metadata, created_at, updated_at, ready_at, queue, concurrency_key, config) "
+                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
                     run.metadata, run.created_at, run.created_at, run.ready_at, run.queue, run.concurrency_key,
+                    run.config,
                 ),
             )  # fmt: skip
             row = await cursor.fetchone()
+            # The reused steps keep their artifacts (a blob is shared, not copied: prune keeps referenced blobs).
+            await cursor.execute(
+                f"INSERT INTO plait_artifacts ({ARTIFACT_COLUMNS}) SELECT %s, key, step_id, step_key, kind, "
+                "content_type, size, data, blob, created_at FROM plait_artifacts WHERE run_id = %s "
+                "AND step_key = ANY(%s)",
+                (run.id, source_run_id, step_keys),
+            )
             await cursor.execute(
                 f"INSERT INTO plait_steps ({STEP_COLUMNS}) SELECT %s, step_key, step_id, attempt, status, input, "
                 "output, error, started_at, finished_at FROM plait_steps WHERE run_id = %s AND output IS NOT NULL "
@@ -670,7 +682,7 @@ class PostgresStore:
                 (namespace, list(TERMINAL_STATUSES), finished_before, limit),
             )
             ids = [row[0] for row in await cursor.fetchall()]
-            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events"):
+            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events", "plait_artifacts"):
                 await cursor.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (ids,))
             await cursor.execute("DELETE FROM plait_runs WHERE id = ANY(%s)", (ids,))
             return len(ids)
@@ -846,6 +858,30 @@ def _step_values(step: StepRow) -> tuple[Any, ...]:
         step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
         step.error, step.started_at, step.finished_at,
     )  # fmt: skip
+
+
+_ARTIFACT_ROW = (
+    "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::bigint, %s::bytea, %s::text, %s::float8)"
+)
+
+
+def _artifacts_cte(artifacts: Sequence[ArtifactRow]) -> tuple[str, list[Any]]:
+    """``, art AS (INSERT ...)`` writing a step's artifacts only if the fence held ("" when there are none)."""
+    if not artifacts:
+        return "", []
+    latest = {a.key: a for a in artifacts}  # one row per key: ON CONFLICT cannot touch a row twice
+    params: list[Any] = []
+    for a in latest.values():
+        params += [a.run_id, a.key, a.step_id, a.step_key, a.kind, a.content_type, a.size, a.data, a.blob]
+        params.append(a.created_at)
+    query = (
+        f", art AS (INSERT INTO plait_artifacts ({ARTIFACT_COLUMNS}) SELECT * FROM (VALUES "
+        f"{', '.join([_ARTIFACT_ROW] * len(latest))}) AS v({ARTIFACT_COLUMNS}) WHERE EXISTS (SELECT 1 FROM fence) "
+        "ON CONFLICT (run_id, key) DO UPDATE SET step_id = excluded.step_id, step_key = excluded.step_key, "
+        "kind = excluded.kind, content_type = excluded.content_type, size = excluded.size, data = excluded.data, "
+        "blob = excluded.blob, created_at = excluded.created_at)"
+    )
+    return query, params
 
 
 _EVENT_ROW = "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::text, %s::float8, %s::int)"

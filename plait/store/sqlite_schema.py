@@ -181,3 +181,30 @@ MIGRATIONS.append(
     );
     """
 )
+
+MIGRATIONS.append(
+    # 7 (step config): the settings per step id a run was started with.
+    """
+    ALTER TABLE plait_runs ADD COLUMN config TEXT;
+    """
+)
+
+MIGRATIONS.append(
+    # 8 (artifacts): named outputs of steps; small ones inline, large ones in the blob store.
+    """
+    CREATE TABLE plait_artifacts (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB,
+        blob TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (run_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX plait_artifacts_blob ON plait_artifacts (blob) WHERE blob IS NOT NULL;
+    """
+)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from plait.engine import Engine
 from plait.errors import InputValidationError
+from plait.http.artifacts import mount_artifacts
 from plait.http.auth import Admin, Namespaces, Reader, Writer
 from plait.http.bodies import Decision, Rerun, SafeJsonRoute, SendEvent, StartRun
 from plait.http.errors import install
@@ -91,6 +92,7 @@ def create_app(
             priority=body.priority,
             delay=body.delay_seconds,
             metadata=body.metadata,
+            config=body.config,
         )
         return await handle.ainfo()
 
@@ -121,7 +123,10 @@ def create_app(
 
     @app.post("/api/runs/{run_id}/rerun", response_model=Run, status_code=201)
     async def rerun(run_id: str, body: Rerun, who: Writer) -> Run:
-        return await (await spaces.get(who.namespace).arerun_from(run_id, body.from_step)).ainfo()
+        target = spaces.get(who.namespace)
+        return await (await target.arerun_from(run_id, body.from_step, config=body.config)).ainfo()
+
+    mount_artifacts(app, spaces)
 
     @app.post("/api/runs/{run_id}/events", response_model=Delivered)
     async def send_event(run_id: str, body: SendEvent, who: Writer) -> Delivered:

@@ -59,6 +59,9 @@ class StartRun(BaseModel):
     priority: int = Field(default=0, ge=PRIORITY_MIN, le=PRIORITY_MAX)
     delay_seconds: float = Field(default=0, ge=0, le=10 * 366 * 86400, allow_inf_nan=False)
     metadata: dict[str, Any] | None = None
+    config: dict[Name, dict[str, Any]] | None = Field(
+        default=None, description="settings per step id, e.g. {'summarize': {'max_length': 100}}"
+    )
 
 
 class SendEvent(BaseModel):
@@ -75,3 +78,4 @@ class Decision(BaseModel):
 
 class Rerun(BaseModel):
     from_step: Name
+    config: dict[Name, dict[str, Any]] | None = None

@@ -41,9 +41,7 @@ def count_runs(db_url: str) -> int:
     return int(run_sql(db_url, "SELECT count(*) FROM plait_runs")[0][0])
 
 
-def test_a_client_starts_a_spec_and_a_worker_process_implements_it(
-    db_url: str, worker: subprocess.Popen[str]
-) -> None:
+def test_a_client_starts_a_spec_and_a_worker_process_implements_it(db_url: str, worker: subprocess.Popen[str]) -> None:
     assert "tests.integration.email_worker_app" not in sys.modules  # the client has no code of the workflow
     with plait.Engine(db_url, worker=False) as client:
         run = client.start(send_email, SendEmail(to="ada@example.com", subject="hi"))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -137,3 +141,19 @@ def test_config_must_be_a_model_class() -> None:
         @plait.step(config=dict)  # type: ignore[arg-type]
         def bad(x: int) -> int:
             return x
+
+
+def test_plait_runs_show_prints_the_config(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'show.db'}"
+    with plait.Engine(url) as engine:
+        run = engine.start(flow, "abc", config={"summarize": {"max_length": 2}})
+        run.result(timeout=20)
+    exe = shutil.which("plait")
+    assert exe is not None
+    shown = subprocess.run([exe, "runs", "show", run.id, "--db", url], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert 'config: {"summarize": {"max_length": 2}}' in shown.stdout
+    as_json = subprocess.run(
+        [exe, "runs", "show", run.id, "--db", url, "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(as_json.stdout)["run"]["config"] == {"summarize": {"max_length": 2}}

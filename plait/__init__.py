@@ -1,5 +1,6 @@
 """plait: typed, durable workflows for Python, on SQLite or PostgreSQL."""
 
+from plait.artifacts import Artifact
 from plait.clock import Clock, SystemClock
 from plait.context import Context
 from plait.documents import (
@@ -17,6 +18,8 @@ from plait.documents import (
 from plait.engine import Engine
 from plait.engine_documents import DocumentVersion
 from plait.errors import (
+    ArtifactInvalid,
+    ArtifactNotFound,
     BudgetExceeded,
     DocumentInvalid,
     DuplicateWorkflow,
@@ -41,6 +44,8 @@ from plait.errors import (
 from plait.hooks import HookInfo, Hooks
 from plait.queues import Queue
 from plait.runs import Event, EventPage, Page, Run, RunHandle, RunStatus, StepRecord
+from plait.specs import Spec, spec
+from plait.step_config import AIConfig
 from plait.steps import Retry, Step, approval, create_step, step
 from plait.subscriptions import Subscription
 from plait.usage import Budget, Usage, UsageRow
@@ -51,7 +56,11 @@ from plait.workflow import Builder, ChildTask, Workflow, workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "AIConfig",
     "Approval",
+    "Artifact",
+    "ArtifactInvalid",
+    "ArtifactNotFound",
     "Budget",
     "BudgetExceeded",
     "Builder",
@@ -89,6 +98,7 @@ __all__ = [
     "RunStateError",
     "RunStatus",
     "SkippedOp",
+    "Spec",
     "Step",
     "StepFailed",
     "StepOutputInvalid",
@@ -112,6 +122,7 @@ __all__ = [
     "connector",
     "create_step",
     "document",
+    "spec",
     "step",
     "workflow",
 ]

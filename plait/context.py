@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
+from plait.artifacts.step import StepArtifacts
 from plait.errors import RunStateError
 from plait.payloads import jsonable
 from plait.run_log import RESERVED_PREFIXES
@@ -236,6 +237,20 @@ class Context:
         A step can check it to skip an expensive call.
         """
         return self._execution.usage.left()
+
+    @property
+    def config(self) -> Any:
+        """This step's settings: an instance of its ``@plait.step(config=Model)``, with the run's values.
+
+        Values come from ``engine.start(..., config={step_id: {...}})``, the
+        model's defaults fill the rest. Raises RunStateError when the step declares no config.
+        """
+        return self._execution.configs.for_step(self.step_id)
+
+    @property
+    def artifacts(self) -> StepArtifacts:
+        """Named data kept with the run: ``put(key, data)`` here, ``get(key)`` in any later step."""
+        return StepArtifacts(self)
 
     def mark_cancelled(self) -> None:
         self._cancelled = True

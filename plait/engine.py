@@ -16,11 +16,13 @@ from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
+from plait.artifacts import ArtifactStorage, open_blob_store
 from plait.clock import Clock, SystemClock, to_seconds
 from plait.documents.connectors import Connector
 from plait.documents.model import WorkflowDocument
 from plait.documents.registry import EnvAllowList
 from plait.documents.secrets import SecretSource
+from plait.engine_artifacts import ArtifactsMixin
 from plait.engine_documents import DocumentsMixin
 from plait.engine_execute import ExecuteMixin
 from plait.engine_feeds import FeedsMixin
@@ -40,10 +42,12 @@ from plait.errors import (
 from plait.hooks import Hook, HookRunner, Hooks
 from plait.ids import is_valid_run_id
 from plait.loop_thread import LoopThread
-from plait.new_runs import new_run_row
+from plait.new_runs import new_run_row, spec_run_row
 from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
 from plait.queues import Queue
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
+from plait.specs import Spec
+from plait.step_config import config_json, merged_config_json
 from plait.store import open_store
 from plait.store import schedules as schedule_table
 from plait.store.base import NewRun, RunFilter, RunRow, Store
@@ -65,7 +69,9 @@ MAX_REASON_CHARS = 4000
 RunOrder = Literal["-created", "created", "-finished"]
 
 
-class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin, UsageMixin, ExecuteMixin):
+class Engine(
+    FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin, UsageMixin, ExecuteMixin, ArtifactsMixin
+):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -85,6 +91,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
     ``store_prompts=True`` keeps the prompts and responses given to
     ``ctx.record_usage`` (never SecretStr or Hidden values).
     ``webhook_timeout`` is the total deadline of one webhook delivery, answer included.
+    ``blobs`` is where artifacts over 64 KiB go: a directory or ``file://``
+    URL (by default ``<sqlite file>-blobs``; none on PostgreSQL), or any
+    fsspec URL (``s3://bucket/prefix``) with ``fsspec`` installed.
     """
 
     def __init__(
@@ -109,6 +118,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         document_env: EnvAllowList | None = None,
         store_prompts: bool = False,
         webhook_timeout: float = 10.0,
+        blobs: str | None = None,
     ) -> None:
         self.url = url or os.environ.get("PLAIT_DATABASE_URL") or DEFAULT_URL
         self.namespace = namespace
@@ -139,6 +149,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         self._store.record_events = events
         self._init_documents(secrets, document_env)
         self._worker.store_prompts = store_prompts
+        self._artifacts = ArtifactStorage(self._store, open_blob_store(blobs, self.url), namespace)
+        self._worker.artifacts = self._artifacts
+        self._specs: dict[str, Spec[Any, Any]] = {}
         self._hooks = HookRunner()
         if tracing and tracing_available():
             self._worker.tracer = Tracer()
@@ -276,7 +289,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
 
     # -- workflows -----------------------------------------------------------
 
-    def register(self, *items: Workflow[Any, Any] | Queue | Connector[Any, Any] | WorkflowDocument) -> None:
+    def register(
+        self, *items: Workflow[Any, Any] | Queue | Connector[Any, Any] | WorkflowDocument | Spec[Any, Any]
+    ) -> None:
         """Make workflows (and the child workflows they use) runnable by this engine, and store queue limits.
 
         Connectors join the engine's registry; documents are compiled (DocumentInvalid
@@ -289,6 +304,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         for item in items:
             if isinstance(item, Queue):
                 self._pending_queues[item.name] = item
+                continue
+            if isinstance(item, Spec):  # a client may start it by name; a worker needs plait.workflow(spec)
+                self._specs[item.ref] = item
                 continue
             if self._register_document_item(item):
                 continue
@@ -372,6 +390,20 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
         budget: Budget | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> RunHandle[O]: ...
+    @overload
+    def start(
+        self,
+        workflow: Spec[I, O],
+        input: I | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[O]: ...
     @overload
     def start(
@@ -385,10 +417,11 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
         budget: Budget | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]: ...
     def start(
         self,
-        workflow: Workflow[Any, Any] | str,
+        workflow: Workflow[Any, Any] | Spec[Any, Any] | str,
         input: Any,
         *,
         run_id: str | None = None,
@@ -397,6 +430,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
         budget: Budget | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]:
         """Start a run and return its handle; the run is durable once this returns.
 
@@ -404,11 +438,15 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         The same ``idempotency_key`` (or ``run_id``) with the same workflow and
         input returns the existing run; reused with another workflow or input
         it raises IdempotencyConflict. ``budget`` limits this run's model usage
-        instead of the workflow's budget.
+        instead of the workflow's budget. ``workflow`` is a workflow, a
+        ``plait.spec`` (run by the workers that implement it), or a name:
+        ``"id"`` (latest registered) or ``"id@version"``. ``config`` gives
+        steps their settings by step id (``{"summarize": {"max_length": 100}}``),
+        validated like the input and stored with the run.
         """
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = self._loop.run(self._stored_document_workflow(workflow))
-        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget)
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget, config)
         row = self._loop.run(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
 
@@ -424,6 +462,20 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
         budget: Budget | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> RunHandle[O]: ...
+    @overload
+    async def astart(
+        self,
+        workflow: Spec[I, O],
+        input: I | Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[O]: ...
     @overload
     async def astart(
@@ -437,10 +489,11 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
         budget: Budget | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]: ...
     async def astart(
         self,
-        workflow: Workflow[Any, Any] | str,
+        workflow: Workflow[Any, Any] | Spec[Any, Any] | str,
         input: Any,
         *,
         run_id: str | None = None,
@@ -449,17 +502,18 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         delay: timedelta | float | None = None,
         metadata: Mapping[str, Any] | None = None,
         budget: Budget | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]:
         """Async twin of ``start``."""
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = await self._loop.run_async(self._stored_document_workflow(workflow))
-        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget)
+        new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget, config)
         row = await self._loop.run_async(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
 
     def _prepare_run(
         self,
-        workflow: Workflow[Any, Any] | str,
+        target: Workflow[Any, Any] | Spec[Any, Any] | str,
         input: Any,
         run_id: str | None,
         idempotency_key: str | None,
@@ -467,16 +521,13 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         delay: timedelta | float | None,
         metadata: Mapping[str, Any] | None,
         budget: Budget | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> NewRun:
         if run_id is not None and not is_valid_run_id(run_id):
             raise InputValidationError(
                 f"run id {run_id!r} is not valid: use 1 to 255 printable characters (no control characters)"
             )
-        if isinstance(workflow, Workflow):
-            if self._lookup(workflow.id, workflow.version) is not workflow:
-                self.register(workflow)
-        else:
-            workflow = self.get_workflow(workflow)
+        workflow = self._start_target(target)
         value = validate_input(workflow.input_codec, input, f"input for workflow '{workflow.id}'")
         if isinstance(input, BaseModel) and not isinstance(value, BaseModel):
             value = input
@@ -492,20 +543,45 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
             raise InputValidationError("delay must not be negative")
         if not -(2**31) <= priority < 2**31:  # both stores keep a 32-bit integer
             raise InputValidationError(f"priority must be a 32-bit integer (-2**31 to 2**31-1), got {priority}")
-        return new_run_row(
-            workflow,
-            input_json,
-            namespace=self.namespace,
-            now=now,
-            value=value,
-            run_id=run_id,
-            ready_at=now + delay_seconds,
-            idempotency_key=idempotency_key,
-            priority=priority,
-            metadata=dump_any(dict(metadata)) if metadata else None,
-            trace_context=current_trace_context(),
-            budget=budget.model_dump_json() if budget is not None else None,
-        )
+        if isinstance(workflow, Spec):
+            if config is not None:
+                raise InputValidationError(
+                    f"config cannot be checked against spec '{workflow.ref}' (a spec has no steps): "
+                    "start the run where the workflow is registered"
+                )
+            self._specs.setdefault(workflow.ref, workflow)  # result() loads the output as the spec's type
+        fields: dict[str, Any] = {
+            "namespace": self.namespace,
+            "now": now,
+            "value": value,
+            "run_id": run_id,
+            "ready_at": now + delay_seconds,
+            "idempotency_key": idempotency_key,
+            "priority": priority,
+            "metadata": dump_any(dict(metadata)) if metadata else None,
+            "trace_context": current_trace_context(),
+            "budget": budget.model_dump_json() if budget is not None else None,
+        }
+        if isinstance(workflow, Spec):
+            return spec_run_row(workflow, input_json, **fields)
+        return new_run_row(workflow, input_json, config=config_json(workflow, config), **fields)
+
+    def _start_target(self, target: Workflow[Any, Any] | Spec[Any, Any] | str) -> Workflow[Any, Any] | Spec[Any, Any]:
+        """What ``start`` was given, as a registered workflow or, where none implements it here, a spec."""
+        if isinstance(target, Workflow):
+            if self._lookup(target.id, target.version) is not target:
+                self.register(target)
+            return target
+        if isinstance(target, Spec):
+            return self._lookup(target.id, target.version) or target
+        workflow_id, _, version = target.partition("@")
+        if version and self._lookup(workflow_id, version) is None and target in self._specs:
+            return self._specs[target]
+        if not version and workflow_id not in self._latest:
+            named = [spec for spec in self._specs.values() if spec.id == workflow_id]
+            if named:
+                return named[-1]
+        return self.get_workflow(workflow_id, version or None)
 
     async def _create(self, new: NewRun, *, run_id_given: bool = False) -> RunRow:
         self._ensure_started()
@@ -513,6 +589,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         # A run that is due now goes straight to this process's worker when it
         # has room: claiming it in the creating transaction saves a commit.
         claim_now = self._run_worker and new.ready_at <= new.created_at and self._worker.has_capacity
+        # A spec's run waits for a worker that implements it, unless this one does.
+        claim_now = claim_now and self._lookup(new.workflow_id, new.workflow_version) is not None
         if claim_now:
             new = replace(new, owner=self._worker.owner, lease_expires_at=self._worker.lease_until())
         async with self._worker.claiming():
@@ -631,7 +709,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         self._ensure_started()
         row = await self._worker.wait_for_terminal(self.namespace, run_id, timeout)
         workflow = self._lookup(row.workflow_id, row.workflow_version)
-        return outcome(row, workflow.output_codec if workflow else None)
+        spec = self._specs.get(f"{row.workflow_id}@{row.workflow_version}") if workflow is None else None
+        return outcome(row, workflow.output_codec if workflow else spec.output_codec if spec else None)
 
     # -- acting on runs ------------------------------------------------------
 
@@ -673,18 +752,22 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         self._worker.wake()
         return RunHandle(self, run_id)
 
-    def rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
-        """Fork a new run of the same input that reuses the outputs of the steps before ``step_id``.
+    def rerun_from(self, run_id: str, step_id: str, *, config: Mapping[str, Any] | None = None) -> RunHandle[Any]:
+        """Fork a new run of the same input that reuses the outputs (and artifacts) of the steps before ``step_id``.
 
         The new run's usage totals start at the usage of the steps it reuses
         (their calls are copied, marked carried; ``engine.usage`` counts them once).
+        ``config`` changes step settings for the new run, merged field by
+        field over the source run's (validated as in ``start``).
         """
-        return self._loop.run(self._rerun_from(run_id, step_id))
+        return self._loop.run(self._rerun_from(run_id, step_id, config))
 
-    async def arerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
-        return await self._loop.run_async(self._rerun_from(run_id, step_id))
+    async def arerun_from(
+        self, run_id: str, step_id: str, *, config: Mapping[str, Any] | None = None
+    ) -> RunHandle[Any]:
+        return await self._loop.run_async(self._rerun_from(run_id, step_id, config))
 
-    async def _rerun_from(self, run_id: str, step_id: str) -> RunHandle[Any]:
+    async def _rerun_from(self, run_id: str, step_id: str, config: Mapping[str, Any] | None = None) -> RunHandle[Any]:
         source = await self._get_row(run_id)
         workflow = self._lookup(source.workflow_id, source.workflow_version)
         if workflow is None:
@@ -698,6 +781,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
                 f"workflow '{workflow.id}' has no step '{step_id}'; steps: "
                 + ", ".join(t.id for t in workflow.iter_steps())
             )
+        new_config = merged_config_json(workflow, source.config, config)
         keep = {task.id for node in workflow.nodes[:index] for task in node_tasks(node)}
         keep |= {node_id(node) for node in workflow.nodes[:index]}
         steps = await self._store.load_steps(self.namespace, run_id)
@@ -712,6 +796,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
             priority=source.priority,
             metadata=json.dumps(metadata),
             budget=source.budget,
+            config=new_config,
         )
         row = await self._store.fork_run(new, run_id, keys)
         self._ensure_started()

@@ -108,7 +108,7 @@ class FeedsMixin:
         self._loop.run(subscription.stop())
 
     def prune(self, older_than: timedelta | float) -> int:
-        """Delete runs that ended more than ``older_than`` ago, with their steps, waits and events.
+        """Delete runs that ended more than ``older_than`` ago, with their steps, waits, events and artifacts.
 
         Runs still pending, running or waiting are never touched. Returns how many runs were deleted.
         """
@@ -125,6 +125,8 @@ class FeedsMixin:
         total = 0
         while deleted := await self._store.prune(self.namespace, cutoff, 500):  # in batches: short transactions
             total += deleted
+        # Then the blobs no artifact refers to any more: those of deleted runs, and orphans of failed attempts.
+        await self._worker.artifacts.sweep()
         return total
 
     # -- webhooks ------------------------------------------------------------

@@ -22,7 +22,9 @@
     ├── IdempotencyConflict       run.idempotency_conflict
     ├── BudgetExceeded            run.budget_exceeded
     ├── ResultTimeout             run.result_timeout   (also a TimeoutError)
-    └── InternalError             internal.error
+    ├── InternalError             internal.error
+    ├── ArtifactNotFound          artifact.not_found
+    └── ArtifactInvalid           artifact.invalid
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -193,6 +195,18 @@ class BudgetExceeded(PlaitError):
     """
 
     code = "run.budget_exceeded"
+
+
+class ArtifactNotFound(PlaitError):
+    """The run has no artifact with that key (or its blob is gone)."""
+
+    code = "artifact.not_found"
+
+
+class ArtifactInvalid(PlaitError):
+    """An artifact key or value cannot be stored: a bad key, data that is not bytes, text or JSON, no blob store."""
+
+    code = "artifact.invalid"
 
 
 class RunCancelledSignal(BaseException):

@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Protocol
 
 from pydantic import ValidationError
 
+from plait.artifacts.storage import ArtifactStorage
 from plait.clock import Clock, wall_seconds
 from plait.context import Context
 from plait.errors import (
@@ -35,8 +36,9 @@ from plait.failures import describe_error, exception_text
 from plait.hooks import HookInfo, HookRunner, Observer
 from plait.payloads import UNSTORABLE, Codec, dump_any, jsonable, type_name, validation_summary
 from plait.run_log import RunLog, public_error
+from plait.step_config import StepConfigs
 from plait.steps import Step, UserCodeExit, takes_context
-from plait.store.base import FOREVER, Lease, NewEvent, NewUsage, Park, RunRow, StepRow, Store, WaitRow
+from plait.store.base import FOREVER, ArtifactRow, Lease, NewEvent, NewUsage, Park, RunRow, StepRow, Store, WaitRow
 from plait.tracing import Tracer
 from plait.usage.recorder import UsageRecorder
 from plait.waiting import Poll, SkipRequest, SuspendRequest, approval_event, resume_event
@@ -66,6 +68,7 @@ class RunHost(Protocol):
     observers: list[Observer]
     tracer: Tracer | None
     store_prompts: bool
+    artifacts: ArtifactStorage
 
     def lease_until(self) -> float:
         """When a lease (or a queue slot) taken now expires, in wall seconds."""
@@ -173,6 +176,10 @@ class RunExecution:
         self.deferred_usage: list[NewUsage] = []
         self._last_output: tuple[Any, str, Any] | None = None
         self.output_json: str | None = None  # the stored result, once ``execute`` succeeded
+        # ctx.artifacts.put of each step attempt in flight, by step key: committed with its result.
+        self.pending_artifacts: dict[str, dict[str, ArtifactRow]] = {}
+        self.configs = StepConfigs(workflow, run.config)
+        self.loop = asyncio.get_running_loop()  # a sync step's thread reads artifacts through it
 
     def mark_cancelled(self) -> None:
         self.cancelled = True
@@ -851,6 +858,7 @@ class RunExecution:
     ) -> None:
         """Commit one step attempt with its events; ``then`` is one more event after the outcome."""
         finished = self.host.clock.now().timestamp()
+        made = self.pending_artifacts.pop(key, None) if self.pending_artifacts else None
         row = StepRow(
             run_id=self.run_id,
             step_key=key,
@@ -862,6 +870,7 @@ class RunExecution:
             error=error_json,
             started_at=started,
             finished_at=finished,
+            artifacts=tuple(made.values()) if made and status == "succeeded" else (),
         )
         outcome: dict[str, Any] = {"duration_ms": round((finished - started) * 1000, 3)}
         if error_json is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from plait.ids import new_run_id
 from plait.queues import concurrency_key_of
+from plait.specs import Spec
 from plait.store.base import NewRun
 from plait.workflow.graph import Workflow
 
@@ -47,5 +48,32 @@ def new_run_row(
         ready_at=now if ready_at is None else ready_at,
         queue=workflow.placement.queue,
         concurrency_key=concurrency_key_of(workflow, value),
+        **fields,
+    )
+
+
+def spec_run_row(
+    spec: Spec[Any, Any],
+    input_json: str,
+    *,
+    namespace: str,
+    now: float,
+    value: Any = None,
+    run_id: str | None = None,
+    ready_at: float | None = None,
+    **fields: Any,
+) -> NewRun:
+    """A ``NewRun`` of a spec started where no workflow implements it: the implementing worker claims it.
+
+    It has no queue or concurrency key: those belong to the implementation, unknown here.
+    """
+    return NewRun(
+        id=run_id or new_run_id(),
+        namespace=namespace,
+        workflow_id=spec.id,
+        workflow_version=spec.version,
+        input=input_json,
+        created_at=now,
+        ready_at=now if ready_at is None else ready_at,
         **fields,
     )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from plait.artifacts.model import Artifact
 from plait.errors import RunCancelled, RunFailed, StepOutputInvalid
 from plait.payloads import UNREADABLE_KEY, read_json, type_name, validation_summary
 from plait.store.base import EventRow, RunRow, StepRow
@@ -113,6 +114,8 @@ class Run(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     """Committed model usage (``by_model`` is filled by ``info()``, empty in listings)."""
     cancel_reason: str | None = None
+    config: dict[str, Any] | None = None
+    """The step settings the run was started with, by step id (only the fields given)."""
 
     @classmethod
     def from_row(cls, row: RunRow) -> Run:
@@ -140,6 +143,7 @@ class Run(BaseModel):
                 calls=row.usage_calls,
             ),
             cancel_reason=row.cancel_reason,
+            config=_json(row.config),
         )
 
 
@@ -328,6 +332,20 @@ class RunHandle(Generic[O_co]):
                 after = tail[-1].seq
                 continue
             await asyncio.sleep(poll)
+
+    def artifacts(self) -> list[Artifact]:
+        """The artifacts steps of this run kept (key, size, content_type, step_id, created_at)."""
+        return self._sync(self._engine._artifacts_of(self.id))
+
+    async def aartifacts(self) -> list[Artifact]:
+        return await self._async(self._engine._artifacts_of(self.id))
+
+    def artifact(self, key: str) -> Any:
+        """Artifact ``key`` as it was put: bytes, str, or JSON (a model comes back as its dict)."""
+        return self._sync(self._engine._artifact(self.id, key))
+
+    async def aartifact(self, key: str) -> Any:
+        return await self._async(self._engine._artifact(self.id, key))
 
     def cancel(self, *, reason: str | None = None) -> bool:
         """Cancel the run (and its child runs); False if it had already ended. ``reason`` is stored with it."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
+from pydantic import BaseModel
+
 from plait.clock import to_seconds
 from plait.errors import RunCancelledSignal, WorkflowDefinitionError
 from plait.ids import is_valid_id
@@ -111,6 +113,8 @@ class Step(Generic[In_contra, Out_co]):
     approval_codec: Codec[Any] | None = None
     # The queue's limits when the step named a Queue object (registered with its workflow).
     queue_spec: Queue | None = None
+    # The Pydantic model of the step's settings (ctx.config), given per run by engine.start(config=...).
+    config_type: type[BaseModel] | None = None
 
     @property
     def id(self) -> str:
@@ -355,6 +359,7 @@ def step(
     queue: Queue | str | None = None,
     resume_schema: Any = None,
     skip_if: Callable[..., Any] | None = None,
+    config: type[BaseModel] | None = None,
 ) -> PollStepDecorator[O]: ...
 @overload
 def step(
@@ -367,6 +372,7 @@ def step(
     queue: Queue | str | None = None,
     resume_schema: Any = None,
     skip_if: Callable[..., Any] | None = None,
+    config: type[BaseModel] | None = None,
 ) -> StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
@@ -381,6 +387,7 @@ def step(
     resume_schema: Any = None,
     check: Callable[..., Any] | None = None,
     skip_if: Callable[..., Any] | None = None,
+    config: type[BaseModel] | None = None,
 ) -> Any:
     """Turn ``fn(value)`` or ``fn(ctx, value)`` into a durable ``Step``.
 
@@ -394,6 +401,9 @@ def step(
     when it holds the step does not run, it is recorded ``skipped`` and the
     value passes through unchanged. ``on_error`` left unset takes the
     workflow's ``on_error=`` (else "fail").
+    ``config`` is a Pydantic model of the step's settings:
+    ``ctx.config`` is an instance of it, with the values the run was started
+    with (``engine.start(..., config={step_id: {...}})``) or its defaults.
     """
 
     def build(func: Callable[..., Any]) -> Step[Any, Any]:
@@ -421,7 +431,8 @@ def step(
         )
         resume_codec: Codec[Any] | None = None if resume_schema is None else Codec(resume_schema)
         spec = queue if isinstance(queue, Queue) else None
-        return replace(made, check=check, resume_codec=resume_codec, queue_spec=spec)
+        config_type = _config_model(config, step_id)
+        return replace(made, check=check, resume_codec=resume_codec, queue_spec=spec, config_type=config_type)
 
     if fn is not None:
         return build(fn)
@@ -485,6 +496,7 @@ def create_step(
     on_error: OnError | None = None,
     queue: Queue | str | None = None,
     skip_if: Callable[..., Any] | None = None,
+    config: type[BaseModel] | None = None,
 ) -> Step[I, O]:
     """The explicit form of ``@step``: ``execute(ctx, value)`` with declared types."""
     options = StepOptions(
@@ -498,7 +510,17 @@ def create_step(
         skip_if=skip_if,
     )
     made = _make_step(execute, options, input, output, takes_context=True)
-    return replace(made, queue_spec=queue if isinstance(queue, Queue) else None)
+    config_type = _config_model(config, id)
+    return replace(made, queue_spec=queue if isinstance(queue, Queue) else None, config_type=config_type)
+
+
+def _config_model(config: Any, step_id: str) -> type[BaseModel] | None:
+    if config is None or (isinstance(config, type) and issubclass(config, BaseModel)):
+        return config
+    raise WorkflowDefinitionError(
+        f"step '{step_id}': config= takes a Pydantic model class (class Settings(BaseModel): ...), got {config!r}",
+        step_id=step_id,
+    )
 
 
 def approval(

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from plait.artifacts.storage import ArtifactStorage
 from plait.clock import Clock, wall_seconds
 from plait.errors import InternalError, LeaseLost, ResultTimeout, RunCancelledSignal, RunNotFound, StoreUnavailable
 from plait.executor import ParkSignal, RunExecution
@@ -79,6 +80,7 @@ class Worker:
         self.observers: list[Observer] = []
         self.tracer: Tracer | None = None
         self.store_prompts = False  # Engine(store_prompts=True): keep prompts and responses with usage
+        self.artifacts = ArtifactStorage(store, None, namespace)  # the engine gives it its blob store
         self.before_finish: Callable[[RunRow], Awaitable[None]] | None = None
         # Starts a run for ctx.start_child (the engine's: it validates, registers and creates runs).
         self.child_starter: Callable[[RunRow, str, Any, Any, str | None], Awaitable[Any]] | None = None

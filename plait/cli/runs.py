@@ -165,6 +165,8 @@ def runs_show(run_id: str, app_spec: AppOption = None, db: DbOption = None, as_j
             console.print(f"waiting: {json.dumps(info.wait)}")
         if info.cancel_reason:
             console.print(f"cancelled: {info.cancel_reason}")
+        if info.config:
+            console.print(f"config: {json.dumps(info.config)}")
         table = Table("step", "attempt", "status", "started", "ms")
         for step in steps:
             ms = (step.finished_at - step.started_at).total_seconds() * 1000

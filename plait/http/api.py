@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from plait.engine import Engine
 from plait.errors import InputValidationError
+from plait.http.artifacts import mount_artifacts
 from plait.http.auth import Admin, Namespaces, Reader, Writer, needs
 from plait.http.bodies import Cancel, Decision, Rerun, SafeJsonRoute, SendEvent, StartRun
 from plait.http.documents import documents_router
@@ -100,6 +101,7 @@ def create_app(
             delay=body.delay_seconds,
             metadata=body.metadata,
             budget=body.budget,
+            config=body.config,
         )
         return await handle.ainfo()
 
@@ -146,7 +148,10 @@ def create_app(
 
     @app.post("/api/runs/{run_id}/rerun", response_model=Run, status_code=201)
     async def rerun(run_id: str, body: Rerun, who: Writer) -> Run:
-        return await (await spaces.get(who.namespace).arerun_from(run_id, body.from_step)).ainfo()
+        target = spaces.get(who.namespace)
+        return await (await target.arerun_from(run_id, body.from_step, config=body.config)).ainfo()
+
+    mount_artifacts(app, spaces)
 
     @app.post("/api/runs/{run_id}/events", response_model=Delivered)
     async def send_event(run_id: str, body: SendEvent, who: Writer) -> Delivered:

@@ -61,6 +61,9 @@ class StartRun(BaseModel):
     delay_seconds: float = Field(default=0, ge=0, le=10 * 366 * 86400, allow_inf_nan=False)
     metadata: dict[str, Any] | None = None
     budget: Budget | None = None  # limits this run's model usage (plait.Budget)
+    config: dict[Name, dict[str, Any]] | None = Field(
+        default=None, description="settings per step id, e.g. {'summarize': {'max_length': 100}}"
+    )
 
 
 class SendEvent(BaseModel):
@@ -83,3 +86,4 @@ class Cancel(BaseModel):
 
 class Rerun(BaseModel):
     from_step: Name
+    config: dict[Name, dict[str, Any]] | None = None

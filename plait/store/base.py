@@ -59,6 +59,7 @@ class RunRow:
     usage_calls: int = 0
     budget: str | None = None
     cancel_reason: str | None = None
+    config: str | None = None  # settings per step id, JSON (see plait.step_config)
 
     @property
     def is_terminal(self) -> bool:
@@ -66,8 +67,28 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class ArtifactRow:
+    """A named output of a step: its bytes inline (``data``) or at ``blob`` in the blob store."""
+
+    run_id: str
+    key: str
+    step_id: str
+    step_key: str
+    kind: str  # "bytes" | "text" | "json": what ctx.artifacts.get hands back
+    content_type: str
+    size: int
+    data: bytes | None
+    blob: str | None
+    created_at: float
+    namespace: str = ""  # the run's namespace: run ids are unique per namespace only
+
+
+@dataclass(frozen=True)
 class StepRow:
-    """One attempt of one step. ``output`` is set when the attempt resolved the step."""
+    """One attempt of one step. ``output`` is set when the attempt resolved the step.
+
+    ``artifacts`` are written in the same transaction as the row (never read back with it).
+    """
 
     run_id: str
     step_key: str
@@ -79,6 +100,7 @@ class StepRow:
     error: str | None
     started_at: float
     finished_at: float
+    artifacts: tuple[ArtifactRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -195,6 +217,7 @@ class NewRun:
     concurrency_key: str | None = None
     trace_context: str | None = None
     budget: str | None = None
+    config: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from plait.store.base import (
     SLOT_RETRY_SECONDS,
     TERMINAL_STATUSES,
     USAGE_COLUMNS,
+    ArtifactRow,
     Decision,
     EventRow,
     Lease,
@@ -63,8 +64,9 @@ RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
     "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context, "
-    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget, cancel_reason"
+    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget, cancel_reason, config"
 )
+ARTIFACT_COLUMNS = "run_id, key, step_id, step_key, kind, content_type, size, data, blob, created_at, namespace"
 EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
@@ -217,8 +219,8 @@ class PostgresStore:
             "WITH created AS (INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
             "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
             "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context, "
-            "budget) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "budget, config) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             f"ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}){events_sql} "
             "SELECT *, CASE WHEN created.owner IS NULL THEN pg_notify(%s, %s) END FROM created",
             (
@@ -226,7 +228,7 @@ class PostgresStore:
                 run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
                 run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
                 run.owner, run.lease_expires_at, 1 if run.owner else 0, run.queue, run.concurrency_key,
-                run.trace_context, run.budget, *events_params, CHANNEL, f"{self.schema}/{run.namespace}",
+                run.trace_context, run.budget, run.config, *events_params, CHANNEL, f"{self.schema}/{run.namespace}",
             ),
         )  # fmt: skip
         if rows:
@@ -512,12 +514,14 @@ class PostgresStore:
         # One statement, so one round trip: the fence locks the run row, and the step and its events are
         # inserted only if the lease still holds; autocommit makes the statement its own transaction.
         events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
+        art_sql, art_params = _artifacts_cte(step.artifacts)
         usage_sql, usage_params = _usage_cte(usage, with_totals=True)
         rows = await self._read(
             "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE namespace = %s AND id = %s "
             "AND status = 'running' AND lease_token = %s FOR UPDATE), "
             f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
-            f"SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1){events_sql}{usage_sql} "
+            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1)"
+            f"{events_sql}{usage_sql}{art_sql} "
             "SELECT 1 FROM step",
             (
                 lease.namespace,
@@ -526,6 +530,7 @@ class PostgresStore:
                 *_step_values(lease.namespace, step),
                 *events_params,
                 *usage_params,
+                *art_params,
             ),
         )
         if not rows:
@@ -609,6 +614,7 @@ class PostgresStore:
         # its usage totals grow in the same UPDATE that ends it.
         usage_sql, usage_params = _usage_cte(usage, with_totals=False)
         input_tokens, output_tokens, cost, calls = usage_totals(usage)
+        art_sql, art_params = _artifacts_cte(last_step.artifacts if last_step is not None else ())
         # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
         rows = await self._read(
             "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE namespace = %s AND id = %s "
@@ -620,12 +626,12 @@ class PostgresStore:
             f"{_TOTALS_SET} FROM fence "
             "WHERE r.namespace = fence.namespace AND r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
             "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.namespace = done.namespace "
-            f"AND p.id = done.parent_run_id AND p.status = 'waiting' RETURNING p.id){events_sql}{usage_sql} "
+            f"AND p.id = done.parent_run_id AND p.status = 'waiting' RETURNING p.id){events_sql}{usage_sql}{art_sql} "
             "SELECT done.namespace, (SELECT count(*) FROM parent) FROM done",
             (
                 lease.namespace, lease.run_id, lease.token, *step_values, last_step is not None,
                 status, output, error, now, now, input_tokens, output_tokens, calls, cost, cost, now,
-                *events_params, *usage_params,
+                *events_params, *usage_params, *art_params,
             ),
         )  # fmt: skip
         if not rows:
@@ -687,15 +693,23 @@ class PostgresStore:
         async def fork(cursor: Cursor) -> RunRow:
             await cursor.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
-                "metadata, created_at, updated_at, ready_at, queue, concurrency_key, budget) "
-                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
+                "metadata, created_at, updated_at, ready_at, queue, concurrency_key, budget, config) "
+                f"VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {RUN_COLUMNS}",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
                     run.metadata, run.created_at, run.created_at, run.ready_at, run.queue, run.concurrency_key,
                     run.budget,
+                    run.config,
                 ),
             )  # fmt: skip
             row = await cursor.fetchone()
+            # The reused steps keep their artifacts (a blob is shared, not copied: prune keeps referenced blobs).
+            await cursor.execute(
+                f"INSERT INTO plait_artifacts ({ARTIFACT_COLUMNS}) SELECT %s, key, step_id, step_key, kind, "
+                "content_type, size, data, blob, created_at, namespace FROM plait_artifacts WHERE namespace = %s "
+                "AND run_id = %s AND step_key = ANY(%s)",
+                (run.id, run.namespace, source_run_id, step_keys),
+            )
             await cursor.execute(
                 f"INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) SELECT namespace, %s, step_key, step_id, "
                 "attempt, status, input, output, error, started_at, finished_at FROM plait_steps "
@@ -733,7 +747,14 @@ class PostgresStore:
                 (namespace, list(TERMINAL_STATUSES), finished_before, limit),
             )
             ids = [row[0] for row in await cursor.fetchall()]
-            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events", "plait_usage"):
+            for table in (
+                "plait_steps",
+                "plait_waits",
+                "plait_inbox",
+                "plait_events",
+                "plait_usage",
+                "plait_artifacts",
+            ):
                 await cursor.execute(f"DELETE FROM {table} WHERE namespace = %s AND run_id = ANY(%s)", (namespace, ids))
             await cursor.execute("DELETE FROM plait_runs WHERE namespace = %s AND id = ANY(%s)", (namespace, ids))
             return len(ids)
@@ -917,6 +938,31 @@ def _step_values(namespace: str, step: StepRow) -> tuple[Any, ...]:
         namespace, step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
         step.error, step.started_at, step.finished_at,
     )  # fmt: skip
+
+
+_ARTIFACT_ROW = (
+    "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::bigint, %s::bytea, %s::text, %s::float8, "
+    "%s::text)"
+)
+
+
+def _artifacts_cte(artifacts: Sequence[ArtifactRow]) -> tuple[str, list[Any]]:
+    """``, art AS (INSERT ...)`` writing a step's artifacts only if the fence held ("" when there are none)."""
+    if not artifacts:
+        return "", []
+    latest = {a.key: a for a in artifacts}  # one row per key: ON CONFLICT cannot touch a row twice
+    params: list[Any] = []
+    for a in latest.values():
+        params += [a.run_id, a.key, a.step_id, a.step_key, a.kind, a.content_type, a.size, a.data, a.blob]
+        params += [a.created_at, a.namespace]
+    query = (
+        f", art AS (INSERT INTO plait_artifacts ({ARTIFACT_COLUMNS}) SELECT * FROM (VALUES "
+        f"{', '.join([_ARTIFACT_ROW] * len(latest))}) AS v({ARTIFACT_COLUMNS}) WHERE EXISTS (SELECT 1 FROM fence) "
+        "ON CONFLICT (namespace, run_id, key) DO UPDATE SET step_id = excluded.step_id, step_key = excluded.step_key, "
+        "kind = excluded.kind, content_type = excluded.content_type, size = excluded.size, data = excluded.data, "
+        "blob = excluded.blob, created_at = excluded.created_at)"
+    )
+    return query, params
 
 
 _EVENT_ROW = "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::text, %s::float8, %s::int)"

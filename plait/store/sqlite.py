@@ -45,8 +45,9 @@ RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
     "metadata, parent_run_id, parent_step_key, status_message, created_at, updated_at, started_at, finished_at, "
     "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context, "
-    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget, cancel_reason"
+    "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget, cancel_reason, config"
 )
+ARTIFACT_COLUMNS = "run_id, key, step_id, step_key, kind, content_type, size, data, blob, created_at, namespace"
 EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
 # seq is the run's next number: every writer of a run's events holds the write lock, so it is gap-free.
 EVENT_INSERT = (
@@ -109,13 +110,13 @@ class SQLiteStore(SQLiteConnection):
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, "
                 "idempotency_key, priority, metadata, parent_run_id, parent_step_key, created_at, updated_at, "
                 "started_at, ready_at, owner, lease_expires_at, lease_token, queue, concurrency_key, trace_context, "
-                "budget) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "budget, config) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, status, run.input,
                     run.idempotency_key, run.priority, run.metadata, run.parent_run_id, run.parent_step_key,
                     run.created_at, run.created_at, run.created_at if run.owner else None, run.ready_at,
                     run.owner, run.lease_expires_at, 1 if run.owner else 0, run.queue, run.concurrency_key,
-                    run.trace_context, run.budget,
+                    run.trace_context, run.budget, run.config,
                 ),
             )  # fmt: skip
             created = [lifecycle(run, "run.created", {"workflow_version": run.workflow_version}, run.created_at)]
@@ -393,6 +394,15 @@ class SQLiteStore(SQLiteConnection):
                 step.error, step.started_at, step.finished_at,
             ),
         )  # fmt: skip
+        if step.artifacts:  # committed with the step that made them, or not at all
+            conn.executemany(
+                f"INSERT OR REPLACE INTO plait_artifacts ({ARTIFACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (a.run_id, a.key, a.step_id, a.step_key, a.kind, a.content_type, a.size, a.data, a.blob,
+                     a.created_at, namespace)
+                    for a in step.artifacts
+                ],
+            )  # fmt: skip
 
     async def record_step(
         self, lease: Lease, step: StepRow, events: Sequence[NewEvent] = (), usage: Sequence[NewUsage] = ()
@@ -535,14 +545,22 @@ class SQLiteStore(SQLiteConnection):
         def fork(conn: sqlite3.Connection) -> RunRow:
             conn.execute(
                 "INSERT INTO plait_runs (id, namespace, workflow_id, workflow_version, status, input, priority, "
-                "metadata, created_at, updated_at, ready_at, queue, concurrency_key, budget) "
-                "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "metadata, created_at, updated_at, ready_at, queue, concurrency_key, budget, config) "
+                "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id, run.namespace, run.workflow_id, run.workflow_version, run.input, run.priority,
                     run.metadata, run.created_at, run.created_at, run.ready_at, run.queue, run.concurrency_key,
                     run.budget,
+                    run.config,
                 ),
             )  # fmt: skip
+            # The reused steps keep their artifacts (a blob is shared, not copied: prune keeps referenced blobs).
+            conn.execute(
+                f"INSERT INTO plait_artifacts ({ARTIFACT_COLUMNS}) SELECT ?, key, step_id, step_key, kind, "
+                "content_type, size, data, blob, created_at, namespace FROM plait_artifacts WHERE namespace = ? "
+                "AND run_id = ? AND step_key IN (SELECT value FROM json_each(?))",
+                (run.id, run.namespace, source_run_id, json.dumps(step_keys)),
+            )
             conn.execute(
                 f"INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) SELECT namespace, ?, step_key, step_id, attempt, "
                 "status, input, output, error, started_at, finished_at FROM plait_steps WHERE namespace = ? "
@@ -726,7 +744,14 @@ class SQLiteStore(SQLiteConnection):
                 ).fetchall()
             ]
             chosen = json.dumps(ids)
-            for table in ("plait_steps", "plait_waits", "plait_inbox", "plait_events", "plait_usage"):
+            for table in (
+                "plait_steps",
+                "plait_waits",
+                "plait_inbox",
+                "plait_events",
+                "plait_usage",
+                "plait_artifacts",
+            ):
                 conn.execute(
                     f"DELETE FROM {table} WHERE namespace = ? AND run_id IN (SELECT value FROM json_each(?))",
                     (namespace, chosen),

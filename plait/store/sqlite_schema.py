@@ -318,3 +318,31 @@ MIGRATIONS.append(
     ALTER TABLE plait_runs ADD COLUMN cancel_reason TEXT;
     """
 )
+
+MIGRATIONS.append(
+    # 11 (step config): the settings per step id a run was started with.
+    """
+    ALTER TABLE plait_runs ADD COLUMN config TEXT;
+    """
+)
+
+MIGRATIONS.append(
+    # 12 (artifacts): named outputs of steps; small ones inline, large ones in the blob store.
+    """
+    CREATE TABLE plait_artifacts (
+        namespace TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        step_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        data BLOB,
+        blob TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (namespace, run_id, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX plait_artifacts_blob ON plait_artifacts (blob) WHERE blob IS NOT NULL;
+    """
+)

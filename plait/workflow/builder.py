@@ -13,6 +13,7 @@ from plait.hooks import Hooks
 from plait.ids import is_valid_id
 from plait.payloads import Codec, type_name
 from plait.queues import Queue, queue_name
+from plait.specs import Spec
 from plait.steps import OnError, Step, takes_context
 from plait.usage.models import Budget
 from plait.workflow.graph import (
@@ -409,6 +410,19 @@ def _fits(actual: Any, declared: Any) -> bool:
     return False
 
 
+@overload
+def workflow(
+    id: Spec[In, Any],
+    *,
+    description: str = "",
+    queue: Queue | str | None = None,
+    concurrency_key: Callable[[In], object] | None = None,
+    hooks: Hooks | None = None,
+    budget: Budget | None = None,
+    timeout: timedelta | float | None = None,
+    on_error: OnError | None = None,
+) -> Builder[In, In]: ...
+@overload
 def workflow(
     id: str,
     *,
@@ -422,9 +436,25 @@ def workflow(
     budget: Budget | None = None,
     timeout: timedelta | float | None = None,
     on_error: OnError | None = None,
-) -> Builder[In, In]:
+) -> Builder[In, In]: ...
+def workflow(
+    id: str | Spec[Any, Any],
+    *,
+    input: Any = None,
+    output: type[Any] | None = None,
+    version: str | None = None,
+    description: str = "",
+    queue: Queue | str | None = None,
+    concurrency_key: Callable[[Any], object] | None = None,
+    hooks: Hooks | None = None,
+    budget: Budget | None = None,
+    timeout: timedelta | float | None = None,
+    on_error: OnError | None = None,
+) -> Builder[Any, Any]:
     """Start building a workflow that takes ``input``; ``output`` is checked at ``commit()``.
 
+    ``plait.workflow(spec)`` implements a ``plait.spec``: id, input, output
+    and version come from it, so runs started from the spec are this workflow's.
     ``version`` pins the version name; by default it is a hash of the plan.
     ``queue`` puts its runs in a queue whose limits hold across all workers;
     ``concurrency_key(input)`` groups runs for the queue's ``key_concurrency``
@@ -437,6 +467,17 @@ def workflow(
     retried run gets a new deadline). ``on_error`` is the default ``on_error``
     of its steps ("fail", "skip" or "continue").
     """
+    if isinstance(id, Spec):
+        if input is not None or output is not None or version is not None:
+            raise WorkflowDefinitionError(
+                f"workflow({id!r}) takes its input, output and version from the spec; change the spec instead"
+            )
+        implemented = id
+        id, version, output = implemented.id, implemented.version, implemented.output_type
+        input = implemented.input_type
+        description = description or implemented.description
+    if input is None:
+        raise WorkflowDefinitionError(f"workflow {id!r} needs input=Type (or a plait.spec)")
     if not is_valid_id(id):
         raise WorkflowDefinitionError(
             f"workflow id {id!r} is not valid: use letters, digits, '_', '-' or '.', starting with a letter or '_'"

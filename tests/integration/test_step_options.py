@@ -86,7 +86,7 @@ def test_workflow_options_are_checked_when_built() -> None:
     with pytest.raises(plait.WorkflowDefinitionError, match="timeout must be positive"):
         plait.workflow("bad", input=int, timeout=0)
     with pytest.raises(plait.WorkflowDefinitionError, match="on_error must be"):
-        plait.workflow("bad", input=int, on_error="ignore")  # type: ignore[arg-type]
+        plait.workflow("bad", input=int, on_error="ignore")  # type: ignore[call-overload]
     with pytest.raises(plait.WorkflowDefinitionError, match="skip_if must be a function"):
         plait.step(skip_if=True)(plus_one.fn)  # type: ignore[call-overload]
 

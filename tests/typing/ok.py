@@ -80,3 +80,24 @@ def use(engine: plait.Engine) -> str:
     receipt: Receipt = engine.start(onboard, UserId(id=1)).result()
     count: int = engine.start(summed, "a b c").result(timeout=5)
     return f"{receipt.sent_to}{count}"
+
+
+class Summarize(plait.AIConfig):
+    max_length: int = 100
+
+
+@plait.step(config=Summarize)
+def summarize(ctx: plait.Context, text: str) -> str:
+    return text
+
+
+send_receipt = plait.spec("send-receipt", input=UserId, output=Receipt, version="1")
+receipt_impl: plait.Builder[UserId, UserId] = plait.workflow(send_receipt)
+
+
+def use_spec(client: plait.Engine) -> str:
+    handle: plait.RunHandle[Receipt] = client.start(send_receipt, UserId(id=2))
+    named: plait.RunHandle[object] = client.start("send-receipt@1", {"id": 3})
+    client.start(plait.workflow("s", input=str).then(summarize).commit(), "x", config={"summarize": {"max_length": 5}})
+    kept: list[plait.Artifact] = handle.artifacts()
+    return handle.result().sent_to + str(len(kept)) + str(named.id)

@@ -34,7 +34,7 @@ from plait.errors import (
     WorkflowDefinitionError,
     WorkflowNotFound,
 )
-from plait.hooks import Hook, HookRunner, Hooks
+from plait.hooks import Hook, HookInfo, HookRunner, Hooks
 from plait.loop_thread import LoopThread
 from plait.new_runs import new_run_row
 from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
@@ -309,16 +309,27 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
     def add_hooks(self, hooks: Hooks | None = None, **callbacks: Hook) -> None:
         """Call hooks around every run and step of this engine: a ``plait.Hooks`` or its fields by name.
 
-        ``engine.add_hooks(after_run=notify)``; a hook that raises is logged and never breaks a run.
+        ``engine.add_hooks(after_run=notify)``; a hook that raises is logged (and told to
+        ``on_hook_error``) and never breaks a run.
         """
         try:
             self._hooks.hooks.append(hooks or Hooks(**callbacks))
         except TypeError as exc:
             raise WorkflowDefinitionError(
-                f"add_hooks() takes before_run, after_run, before_step, after_step, on_step_error: {exc}"
+                "add_hooks() takes before_run, after_run, before_step, after_step, on_step_error, "
+                f"on_run_created, on_run_cancelled, on_hook_error: {exc}"
             ) from exc
         if self._hooks not in self._worker.observers:  # no hooks, no cost on the step path
             self._worker.observers.append(self._hooks)
+
+    async def _announce(self, hook: Literal["run_created", "run_cancelled"], row: RunRow) -> None:
+        """Call ``on_run_created`` / ``on_run_cancelled`` of this engine's hooks and of the run's workflow."""
+        workflow = self._lookup(row.workflow_id, row.workflow_version)
+        runners = [self._hooks] + ([HookRunner([workflow.hooks])] if workflow and workflow.hooks else [])
+        info = HookInfo(run_id=row.id, workflow_id=row.workflow_id, workflow_version=row.workflow_version)
+        for runner in runners:
+            if runner.active:
+                await getattr(runner, hook)(replace(info, status=row.status))
 
     def workflows(self) -> list[Workflow[Any, Any]]:
         """The latest registered version of every workflow."""
@@ -490,6 +501,8 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
                 self._worker.adopt(row, fresh=True)
             elif created:
                 self._worker.wake()
+        if created:
+            await self._announce("run_created", row)
         return row
 
     # -- reading runs --------------------------------------------------------
@@ -582,6 +595,10 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         await self._get_row(run_id)
         cancelled = await self._store.cancel_run(self.namespace, run_id, self.clock.now().timestamp())
         self._worker.cancel_local(cancelled)
+        for gone in cancelled:
+            gone_row = await self._store.get_run(self.namespace, gone)
+            if gone_row is not None:
+                await self._announce("run_cancelled", gone_row)
         return run_id in cancelled
 
     def retry(self, run_id: str) -> RunHandle[Any]:

@@ -11,16 +11,19 @@ from rich.table import Table
 
 import plait
 from plait.cli.common import (
+    AppOption,
     DbOption,
     JsonOption,
     app,
     console,
     load_engine,
     opened,
+    opened_or_client,
     print_json,
     redact_url,
 )
 from plait.engine import Engine
+from plait.errors import RunNotFound
 
 RequiredApp = Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine to load")]
 
@@ -131,50 +134,85 @@ app.add_typer(webhooks_app, name="webhooks")
 
 @webhooks_app.command("add")
 def webhooks_add(
-    app_spec: RequiredApp,
     url: Annotated[str, typer.Argument(help="where to POST events")],
     secret: Annotated[
         str, typer.Option("--secret", envvar="PLAIT_WEBHOOK_SECRET", prompt=True, hide_input=True, help="HMAC key")
     ],
     event_type: Annotated[list[str] | None, typer.Option("--event-type", "-t", help="only these types")] = None,
     workflow: Annotated[list[str] | None, typer.Option("--workflow", "-w", help="only these workflows")] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="'Name: value' sent with every delivery")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="seconds per delivery")] = None,
+    app_spec: AppOption = None,
+    db: DbOption = None,
 ) -> None:
     """Add a webhook; its secret is stored for signing and never shown again."""
-    with opened(app_spec) as engine:
-        hook = engine.add_webhook(url, secret, event_types=event_type, workflows=workflow)
+    headers: dict[str, str] = {}
+    for line in header or []:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise typer.BadParameter(f"{line!r} is not 'Name: value'", param_hint="--header")
+        headers[name.strip()] = value.strip()
+    with opened_or_client(app_spec, db) as engine:
+        hook = engine.add_webhook(
+            url, secret, event_types=event_type, workflows=workflow, headers=headers or None, timeout=timeout
+        )
         typer.echo(hook.id)
 
 
 @webhooks_app.command("list")
-def webhooks_list(app_spec: RequiredApp) -> None:
-    """List webhooks (id, url, filters)."""
-    with opened(app_spec) as engine:
-        for hook in engine.webhooks():
+def webhooks_list(app_spec: AppOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List webhooks (id, url, filters, paused)."""
+    with opened_or_client(app_spec, db) as engine:
+        hooks = engine.webhooks()
+        if as_json:
+            print_json([hook.model_dump(mode="json") for hook in hooks])
+            return
+        for hook in hooks:
             filters = f"types={hook.event_types or 'all'} workflows={hook.workflows or 'all'}"
-            typer.echo(f"{hook.id}\t{hook.url}\t{filters}")
+            typer.echo(f"{hook.id}\t{hook.url}\t{filters}{chr(9) + 'paused' if hook.paused else ''}")
+
+
+def _on_webhook(app_spec: str | None, db: str | None, action: str, webhook_id: str) -> None:
+    with opened_or_client(app_spec, db) as engine:
+        if action == "remove":
+            if not engine.remove_webhook(webhook_id):
+                raise RunNotFound(f"no webhook {webhook_id!r}; see `plait webhooks list`")
+        else:
+            getattr(engine, f"{action}_webhook")(webhook_id)
 
 
 @webhooks_app.command("remove")
-def webhooks_remove(app_spec: RequiredApp, webhook_id: str) -> None:
+def webhooks_remove(webhook_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Remove a webhook."""
-    with opened(app_spec) as engine:
-        if not engine.remove_webhook(webhook_id):
-            typer.echo(f"error: no webhook {webhook_id!r}", err=True)
-            raise typer.Exit(2)
+    _on_webhook(app_spec, db, "remove", webhook_id)
+
+
+@webhooks_app.command("pause")
+def webhooks_pause(webhook_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
+    """Hold a webhook's deliveries; events wait (not dead-lettered) until `plait webhooks resume`."""
+    _on_webhook(app_spec, db, "pause", webhook_id)
+
+
+@webhooks_app.command("resume")
+def webhooks_resume(webhook_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
+    """Deliver again, starting with the events that waited."""
+    _on_webhook(app_spec, db, "resume", webhook_id)
 
 
 @webhooks_app.command("dead-letters")
-def webhooks_dead_letters(app_spec: RequiredApp) -> None:
+def webhooks_dead_letters(app_spec: AppOption = None, db: DbOption = None) -> None:
     """List deliveries that failed every retry."""
-    with opened(app_spec) as engine:
+    with opened_or_client(app_spec, db) as engine:
         for letter in engine.dead_letters():
             typer.echo(f"{letter.id}\t{letter.webhook_id}\tevent {letter.event_id}\t{letter.last_error}")
 
 
 @webhooks_app.command("replay")
-def webhooks_replay(app_spec: RequiredApp) -> None:
+def webhooks_replay(app_spec: AppOption = None, db: DbOption = None) -> None:
     """Send every dead-lettered event again; prints how many went through."""
-    with opened(app_spec) as engine:
+    with opened_or_client(app_spec, db) as engine:
         typer.echo(engine.replay_dead_letters())
 
 
@@ -183,9 +221,9 @@ app.add_typer(schedules_app, name="schedules")
 
 
 @schedules_app.command("list")
-def schedules_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
+def schedules_list(app_spec: AppOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """List schedules with their next due time."""
-    with opened(app_spec) as engine:
+    with opened_or_client(app_spec, db) as engine:
         items = engine.schedules()
         if as_json:
             print_json([s.model_dump(mode="json") for s in items])
@@ -198,8 +236,9 @@ def schedules_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
         console.print(table)
 
 
-def _on_schedule(app_spec: str, action: str, schedule_id: str) -> None:
-    with opened(app_spec) as engine:
+def _on_schedule(app_spec: str | None, action: str, schedule_id: str, db: str | None = None) -> None:
+    # Only "trigger" needs the app's workflow code; the rest act on the stored schedule.
+    with opened(app_spec) if app_spec else opened_or_client(None, db) as engine:
         if action == "remove":
             if not engine.remove_schedule(schedule_id):
                 typer.echo(f"error: no schedule {schedule_id!r}", err=True)
@@ -211,21 +250,21 @@ def _on_schedule(app_spec: str, action: str, schedule_id: str) -> None:
 
 
 @schedules_app.command("pause")
-def schedules_pause(schedule_id: str, app_spec: RequiredApp) -> None:
+def schedules_pause(schedule_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Stop firing a schedule."""
-    _on_schedule(app_spec, "pause", schedule_id)
+    _on_schedule(app_spec, "pause", schedule_id, db)
 
 
 @schedules_app.command("resume")
-def schedules_resume(schedule_id: str, app_spec: RequiredApp) -> None:
+def schedules_resume(schedule_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Fire a paused schedule again from its next due time."""
-    _on_schedule(app_spec, "resume", schedule_id)
+    _on_schedule(app_spec, "resume", schedule_id, db)
 
 
 @schedules_app.command("remove")
-def schedules_remove(schedule_id: str, app_spec: RequiredApp) -> None:
+def schedules_remove(schedule_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Delete a schedule."""
-    _on_schedule(app_spec, "remove", schedule_id)
+    _on_schedule(app_spec, "remove", schedule_id, db)
 
 
 @schedules_app.command("trigger")

@@ -39,7 +39,7 @@ def test_a_worker_that_never_declared_the_trigger_fires_it(db_url: str) -> None:
         worker.run_until_idle()
         other.run_until_idle()
         started = follow_ups(worker)
-        assert sorted(run.metadata["triggered_by"] for run in started) == sorted(run.id for run in runs)
+        assert sorted((run.metadata or {})["triggered_by"] for run in started) == sorted(run.id for run in runs)
         assert sorted(worker.get_run(run.id).result(timeout=20) for run in started) == [
             "thanks for 0",
             "thanks for 100",
@@ -111,7 +111,7 @@ def test_a_schedule_fires_only_inside_its_window(db_url: str) -> None:
         with pytest.raises(plait.InputValidationError, match="until must not be before start_at"):
             engine.schedule(daily, cron="0 * * * *", start_at=until, until=start_at, input="x")
         with pytest.raises(plait.InputValidationError, match="time-zone-aware"):
-            engine.schedule(daily, cron="0 * * * *", start_at=datetime(2030, 1, 1), input="x")  # noqa: DTZ001
+            engine.schedule(daily, cron="0 * * * *", start_at=datetime(2030, 1, 1), input="x")
     hours = [fired.hour for fired in fired_at(db_url, "window")]
     assert hours == [3, 4, 5, 6]
 

@@ -29,6 +29,7 @@ from plait.engine_triggers import CompletionTrigger, TriggersMixin
 from plait.errors import (
     DuplicateWorkflow,
     InputValidationError,
+    ResultTimeout,
     RunNotFound,
     RunStateError,
     WorkflowDefinitionError,
@@ -40,6 +41,7 @@ from plait.new_runs import new_run_row
 from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
 from plait.queues import Queue
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
+from plait.stalls import describe_stall
 from plait.store import open_store
 from plait.store import schedules as schedule_table
 from plait.store.base import NewRun, RunFilter, RunRow, Store
@@ -578,7 +580,17 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
 
     async def _result(self, run_id: str, timeout: float | None) -> Any:
         self._ensure_started()
-        row = await self._worker.wait_for_terminal(self.namespace, run_id, timeout)
+        try:
+            row = await self._worker.wait_for_terminal(self.namespace, run_id, timeout)
+        except TimeoutError as exc:  # say why the run is not moving, not only that time ran out
+            now = await self._get_row(run_id)
+            why = describe_stall(now, self.clock.now().timestamp(), has_worker=self._run_worker)
+            raise ResultTimeout(
+                f"run {run_id} of workflow '{now.workflow_id}' did not finish within {timeout:g}s: {why}. "
+                f"The run goes on; wait again, or follow it with `plait runs show {run_id}`",
+                run_id=run_id,
+                status=now.status,
+            ) from exc
         workflow = self._lookup(row.workflow_id, row.workflow_version)
         return outcome(row, workflow.output_codec if workflow else None)
 

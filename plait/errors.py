@@ -17,6 +17,7 @@
     ├── RunStateError             run.state
     ├── StoreUnavailable          store.unavailable
     ├── LeaseLost                 lease.lost
+    ├── ResultTimeout             run.result_timeout   (also a TimeoutError)
     └── DocumentInvalid           document.invalid
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
@@ -180,3 +181,19 @@ class RunCancelledSignal(BaseException):
 
     A BaseException so that a step's ``except Exception`` cannot swallow it.
     """
+
+
+class ResultTimeout(PlaitError, TimeoutError):
+    """``result(timeout=...)`` ran out of time before the run ended; the run itself goes on.
+
+    Also a ``TimeoutError``, so ``except TimeoutError`` keeps working. The
+    message says why the run is not moving (for example no worker has its
+    workflow version, or it sleeps until a time); ``status`` is its status then.
+    """
+
+    code = "run.result_timeout"
+
+    def __init__(self, message: str, *, run_id: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status

@@ -17,6 +17,7 @@ from plait.cli.common import (
     app,
     console,
     load_engine,
+    log_runs,
     opened,
     opened_or_client,
     print_json,
@@ -34,6 +35,11 @@ def version() -> None:
     typer.echo(plait.__version__)
 
 
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", envvar="PLAIT_QUIET", help="no line per run start and finish")
+]
+
+
 @app.command()
 def worker(
     app_spec: RequiredApp,
@@ -43,13 +49,17 @@ def worker(
     grace: Annotated[
         float, typer.Option("--grace", envvar="PLAIT_GRACE", min=0, help="seconds to drain on SIGTERM")
     ] = 30.0,
+    db: DbOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Run a worker for the engine's workflows until SIGINT or SIGTERM.
 
-    On SIGTERM it stops claiming, lets running runs reach a step boundary for
+    Logs one line per run start and finish (--quiet: warnings only). On
+    SIGTERM it stops claiming, lets running runs reach a step boundary for
     up to --grace seconds, hands back the rest to other workers, and exits 0.
     """
-    engine = load_engine(app_spec)
+    engine = load_engine(app_spec, db)
+    log_runs(engine, quiet=quiet)
     typer.echo(
         f"plait worker on {redact_url(engine.url)} (namespace {engine.namespace}, concurrency {concurrency}); "
         "Ctrl-C to stop"
@@ -238,7 +248,7 @@ def schedules_list(app_spec: AppOption = None, db: DbOption = None, as_json: Jso
 
 def _on_schedule(app_spec: str | None, action: str, schedule_id: str, db: str | None = None) -> None:
     # Only "trigger" needs the app's workflow code; the rest act on the stored schedule.
-    with opened(app_spec) if app_spec else opened_or_client(None, db) as engine:
+    with opened(app_spec, db=db) if app_spec else opened_or_client(None, db) as engine:
         if action == "remove":
             if not engine.remove_schedule(schedule_id):
                 typer.echo(f"error: no schedule {schedule_id!r}", err=True)
@@ -268,9 +278,9 @@ def schedules_remove(schedule_id: str, app_spec: AppOption = None, db: DbOption 
 
 
 @schedules_app.command("trigger")
-def schedules_trigger(schedule_id: str, app_spec: RequiredApp) -> None:
+def schedules_trigger(schedule_id: str, app_spec: RequiredApp, db: DbOption = None) -> None:
     """Start the schedule's workflow once, now; prints the run id."""
-    _on_schedule(app_spec, "trigger", schedule_id)
+    _on_schedule(app_spec, "trigger", schedule_id, db)
 
 
 @app.command("smtp")
@@ -278,6 +288,7 @@ def smtp(
     app_spec: RequiredApp,
     host: Annotated[str, typer.Option("--host", envvar="PLAIT_SMTP_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", envvar="PLAIT_SMTP_PORT")] = 2525,
+    db: DbOption = None,
 ) -> None:
     """Receive email and start the workflows the app maps recipients to (engine.on_email)."""
     import threading
@@ -286,7 +297,7 @@ def smtp(
 
     from plait.email import EmailTrigger
 
-    engine = load_engine(app_spec)
+    engine = load_engine(app_spec, db)
     controller = Controller(EmailTrigger(engine), hostname=host, port=port)
     controller.start()
     typer.echo(f"plait smtp on {host}:{port} for {', '.join(sorted(engine._email_routes)) or 'no addresses'}")
@@ -327,6 +338,8 @@ def server(
         float | None,
         typer.Option("--keep-alive-timeout", envvar="PLAIT_KEEP_ALIVE_TIMEOUT", min=1, help="seconds (default 5)"),
     ] = None,
+    db: DbOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Serve the HTTP API (and, by default, a worker in the same process: one command runs everything).
 
@@ -334,7 +347,8 @@ def server(
     ever created every request needs one, even after the last is revoked.
     Requests must name this server (a loopback name, the bound address or an
     --allowed-host) in Host. Slow clients are cut off: request headers must
-    arrive within --header-timeout and a body within --body-timeout.
+    arrive within --header-timeout and a body within --body-timeout. Logs
+    one line per run start and finish of its in-process worker (--quiet: warnings only).
     """
     import uvicorn
 
@@ -344,7 +358,8 @@ def server(
     from plait.http.serving import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, server_config
     from plait.store import tokens as token_table
 
-    engine = load_engine(app_spec)
+    engine = load_engine(app_spec, db)
+    log_runs(engine, quiet=quiet)
     guarded = engine._loop.run(token_table.auth_required(engine._store))
     if not guarded and not (host == "localhost" or is_loopback(host)):
         engine.close()

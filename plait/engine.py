@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import json
 import os
 import signal
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
@@ -148,6 +150,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         self._start_lock = threading.Lock()
         self._loop.run(self._store.migrate())
         self.clock.on_advance(lambda: self._loop.call_soon(self._worker.wake))
+        # A script that never calls close() still shuts down cleanly at exit: no pool task is left
+        # pending for the interpreter to destroy (PostgreSQL's "Task was destroyed" warnings).
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -668,6 +673,12 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         self._ensure_started()
         self._worker.wake()
         return RunHandle(self, row.id)
+
+
+def _close_at_exit(ref: weakref.ref[Engine]) -> None:
+    engine = ref()
+    if engine is not None:
+        engine.close()
 
 
 def _step_id_of(step_key: str) -> str:

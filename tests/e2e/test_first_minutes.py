@@ -22,7 +22,7 @@ import plait
 from plait.cli.runs import ProgressLine
 from plait.runs import Event
 from plait.testing import FakeClock
-from tests.e2e.servers import serving
+from tests.e2e.servers import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -290,3 +290,33 @@ def test_mypy_finds_plait_from_another_project(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout
     assert (ROOT / "plait" / "py.typed").exists()
+
+
+def test_server_logs_a_line_per_run(project: Path) -> None:
+    exe = shutil.which("plait")
+    assert exe is not None
+    port = free_port()
+    env = {**os.environ, "PLAIT_APP": "firstapp:engine", "PLAIT_DATABASE_URL": f"sqlite:///{project / 's.db'}"}
+    proc = subprocess.Popen(
+        [exe, "server", "--port", str(port)], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/api/workflows", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)  # the server process is starting
+        started = httpx.post(f"{base}/api/workflows/doubler/runs", json={"input": 5}, timeout=30)
+        assert started.status_code == 201
+        run_id = started.json()["id"]
+        with plait.Engine(env["PLAIT_DATABASE_URL"], worker=False) as reader:
+            assert reader.get_run(run_id).result(timeout=60) == 10
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert f"run {run_id} of doubler started" in err and f"run {run_id} of doubler succeeded" in err

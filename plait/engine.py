@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import json
 import os
 import signal
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -34,12 +36,13 @@ from plait.errors import (
     DuplicateWorkflow,
     IdempotencyConflict,
     InputValidationError,
+    ResultTimeout,
     RunNotFound,
     RunStateError,
     WorkflowDefinitionError,
     WorkflowNotFound,
 )
-from plait.hooks import Hook, HookRunner, Hooks
+from plait.hooks import Hook, HookInfo, HookRunner, Hooks
 from plait.ids import is_valid_run_id
 from plait.loop_thread import LoopThread
 from plait.new_runs import new_run_row, spec_run_row
@@ -47,6 +50,7 @@ from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
 from plait.queues import Queue
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.specs import Spec
+from plait.stalls import describe_stall
 from plait.step_config import config_json, merged_config_json
 from plait.store import open_store
 from plait.store import schedules as schedule_table
@@ -176,6 +180,9 @@ class Engine(
         self._start_lock = threading.Lock()
         self._loop.run(self._store.migrate())
         self.clock.on_advance(lambda: self._loop.call_soon(self._worker.wake))
+        # A script that never calls close() still shuts down cleanly at exit: no pool task is left
+        # pending for the interpreter to destroy (PostgreSQL's "Task was destroyed" warnings).
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -344,16 +351,27 @@ class Engine(
     def add_hooks(self, hooks: Hooks | None = None, **callbacks: Hook) -> None:
         """Call hooks around every run and step of this engine: a ``plait.Hooks`` or its fields by name.
 
-        ``engine.add_hooks(after_run=notify)``; a hook that raises is logged and never breaks a run.
+        ``engine.add_hooks(after_run=notify)``; a hook that raises is logged (and told to
+        ``on_hook_error``) and never breaks a run.
         """
         try:
             self._hooks.hooks.append(hooks or Hooks(**callbacks))
         except TypeError as exc:
             raise WorkflowDefinitionError(
-                f"add_hooks() takes before_run, after_run, before_step, after_step, on_step_error: {exc}"
+                "add_hooks() takes before_run, after_run, before_step, after_step, on_step_error, "
+                f"on_run_created, on_run_cancelled, on_hook_error: {exc}"
             ) from exc
         if self._hooks not in self._worker.observers:  # no hooks, no cost on the step path
             self._worker.observers.append(self._hooks)
+
+    async def _announce(self, hook: Literal["run_created", "run_cancelled"], row: RunRow) -> None:
+        """Call ``on_run_created`` / ``on_run_cancelled`` of this engine's hooks and of the run's workflow."""
+        workflow = self._lookup(row.workflow_id, row.workflow_version)
+        runners = [self._hooks] + ([HookRunner([workflow.hooks])] if workflow and workflow.hooks else [])
+        info = HookInfo(run_id=row.id, workflow_id=row.workflow_id, workflow_version=row.workflow_version)
+        for runner in runners:
+            if runner.active:
+                await getattr(runner, hook)(replace(info, status=row.status))
 
     def workflows(self) -> list[Workflow[Any, Any]]:
         """The latest registered version of every workflow."""
@@ -602,6 +620,8 @@ class Engine(
                 self._worker.wake()
         if not created:
             _check_same_request(row, new, run_id_given)
+        if created:
+            await self._announce("run_created", row)
         return row
 
     # -- reading runs --------------------------------------------------------
@@ -707,7 +727,17 @@ class Engine(
 
     async def _result(self, run_id: str, timeout: float | None) -> Any:
         self._ensure_started()
-        row = await self._worker.wait_for_terminal(self.namespace, run_id, timeout)
+        try:
+            row = await self._worker.wait_for_terminal(self.namespace, run_id, timeout)
+        except TimeoutError as exc:  # say why the run is not moving, not only that time ran out
+            now = await self._get_row(run_id)
+            why = describe_stall(now, self.clock.now().timestamp(), has_worker=self._run_worker)
+            raise ResultTimeout(
+                f"run {run_id} of workflow '{now.workflow_id}' did not finish within {timeout:g}s: {why}. "
+                f"The run goes on; wait again, or follow it with `plait runs show {run_id}`",
+                run_id=run_id,
+                status=now.status,
+            ) from exc
         workflow = self._lookup(row.workflow_id, row.workflow_version)
         spec = self._specs.get(f"{row.workflow_id}@{row.workflow_version}") if workflow is None else None
         return outcome(row, workflow.output_codec if workflow else spec.output_codec if spec else None)
@@ -734,6 +764,10 @@ class Engine(
         now = self.clock.now().timestamp()
         cancelled = await self._store.cancel_run(self.namespace, run_id, now, reason)
         self._worker.cancel_local(cancelled)
+        for gone in cancelled:
+            gone_row = await self._store.get_run(self.namespace, gone)
+            if gone_row is not None:
+                await self._announce("run_cancelled", gone_row)
         return run_id in cancelled
 
     def retry(self, run_id: str) -> RunHandle[Any]:
@@ -842,6 +876,12 @@ def _same_json(stored: str, given: str) -> bool:
         return bool(json.loads(stored) == json.loads(given))
     except ValueError:
         return False
+
+
+def _close_at_exit(ref: weakref.ref[Engine]) -> None:
+    engine = ref()
+    if engine is not None:
+        engine.close()
 
 
 def _step_id_of(step_key: str) -> str:

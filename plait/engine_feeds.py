@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from plait.clock import to_seconds
-from plait.errors import InputValidationError
+from plait.errors import InputValidationError, RunNotFound
 from plait.ids import new_run_id
 from plait.runs import Event, EventPage
 from plait.store import webhooks as webhook_table
@@ -138,21 +138,49 @@ class FeedsMixin:
         *,
         event_types: Collection[str] | None = None,
         workflows: Collection[Workflow[Any, Any] | str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: timedelta | float | None = None,
     ) -> Webhook:
         """POST this namespace's events from now on to ``url``, signed with ``secret`` (HMAC-SHA256).
 
         Stored in the database: any worker of the namespace delivers (one at a
         time). Failed deliveries retry with back-off, then go to ``dead_letters()``.
+        ``headers`` are sent with every delivery (plait's own headers win; only
+        their names are ever shown); ``timeout`` bounds each delivery (default 10 s).
+        ``pause_webhook`` holds deliveries back until ``resume_webhook``.
         """
         if not url.startswith(("http://", "https://")):
             raise InputValidationError(f"webhook url must start with http:// or https://, got {url!r}")
         if len(secret) < 16:
             raise InputValidationError("webhook secret must be at least 16 characters; generate a random one")
+        extra = _check_headers(headers)
+        seconds = None if timeout is None else to_seconds(timeout)
+        if seconds is not None and not 0 < seconds <= 600:
+            raise InputValidationError(f"webhook timeout must be between 0 and 600 seconds, got {seconds:g}")
         names = sorted({w.id if isinstance(w, Workflow) else w for w in workflows}) if workflows else None
-        return self._loop.run(self._add_webhook(url, secret, sorted(event_types) if event_types else None, names))
+        types = sorted(event_types) if event_types else None
+        return self._loop.run(self._add_webhook(url, secret, types, names, extra, seconds))
+
+    def pause_webhook(self, webhook_id: str) -> None:
+        """Hold this webhook's deliveries: events wait (they are not dead-lettered) until ``resume_webhook``."""
+        self._set_webhook_paused(webhook_id, True)
+
+    def resume_webhook(self, webhook_id: str) -> None:
+        """Deliver again, starting with the events that waited while paused."""
+        self._set_webhook_paused(webhook_id, False)
+
+    def _set_webhook_paused(self, webhook_id: str, paused: bool) -> None:
+        if not self._loop.run(webhook_table.set_paused(self._store, self.namespace, webhook_id, paused)):
+            raise RunNotFound(f"no webhook {webhook_id!r} in namespace '{self.namespace}'; see engine.webhooks()")
 
     async def _add_webhook(
-        self, url: str, secret: str, event_types: list[str] | None, workflows: list[str] | None
+        self,
+        url: str,
+        secret: str,
+        event_types: list[str] | None,
+        workflows: list[str] | None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Webhook:
         row = webhook_table.WebhookRow(
             id=f"wh_{new_run_id()}",
@@ -163,6 +191,8 @@ class FeedsMixin:
             workflows=workflows,
             cursor=await self._store.events_head(self.namespace),
             created_at=self.clock.now().timestamp(),
+            headers=headers,
+            timeout=timeout,
         )
         await webhook_table.add_webhook(self._store, row)
         return Webhook.from_row(row)
@@ -198,3 +228,16 @@ class FeedsMixin:
             await webhook_table.mark_replayed(self._store, letter.id, self.clock.now().timestamp())
             delivered += 1
         return delivered
+
+
+def _check_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    if not headers:
+        return None
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str) or not name.strip():
+            raise InputValidationError(f"webhook headers must map names to string values, got {name!r}")
+        if any(c in name + value for c in "\r\n") or not name.isascii() or ":" in name:
+            raise InputValidationError(f"webhook header {name!r} has a character a header cannot carry")
+        checked[name] = value
+    return checked

@@ -6,7 +6,7 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
@@ -21,7 +21,7 @@ from plait.workflow.graph import Workflow
 if TYPE_CHECKING:
     from plait.clock import Clock
     from plait.loop_thread import LoopThread
-    from plait.store.base import Store
+    from plait.store.base import RunRow, Store
     from plait.worker import Worker
 
 log = logging.getLogger("plait.schedules")
@@ -46,7 +46,25 @@ def _schedule(row: table.ScheduleRow) -> Schedule:
         paused=bool(row.paused),
         next_fire_at=datetime.fromtimestamp(row.next_fire_at, UTC),
         created_at=datetime.fromtimestamp(row.created_at, UTC),
+        start_at=None if row.start_at is None else datetime.fromtimestamp(row.start_at, UTC),
+        until=None if row.until is None else datetime.fromtimestamp(row.until, UTC),
     )
+
+
+def _moment(value: datetime | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InputValidationError(f"{name} must be a time-zone-aware datetime, e.g. datetime(2030, 1, 1, tzinfo=UTC)")
+    return value.timestamp()
+
+
+def first_fire(cron: str, timezone: str, now: datetime, start_at: float | None) -> datetime:
+    """The next due time after ``now``, and not before ``start_at`` (which may itself be due)."""
+    if start_at is not None and start_at > now.timestamp():
+        # next_fire is strictly after its argument: step back a hair so a due time at start_at counts.
+        return next_fire(cron, timezone, datetime.fromtimestamp(start_at - 0.001, UTC))
+    return next_fire(cron, timezone, now)
 
 
 class SchedulesMixin:
@@ -65,6 +83,9 @@ class SchedulesMixin:
     def register(self, *items: Any) -> None:
         raise NotImplementedError
 
+    async def _announce(self, hook: Literal["run_created", "run_cancelled"], row: RunRow) -> None:
+        raise NotImplementedError
+
     def schedule(
         self,
         workflow: Workflow[Any, Any] | str,
@@ -74,6 +95,8 @@ class SchedulesMixin:
         input: Any = None,
         id: str | None = None,
         catch_up: CatchUp = "skip",
+        start_at: datetime | None = None,
+        until: datetime | None = None,
     ) -> Schedule:
         """Start ``workflow`` at every due time of ``cron`` in ``timezone`` (stored; DST as the zone says).
 
@@ -92,6 +115,9 @@ class SchedulesMixin:
         if catch_up not in ("skip", "all"):
             raise InputValidationError("catch_up must be 'skip' or 'all'")
         value = validate_input(workflow.input_codec, input, f"schedule input for workflow '{workflow.id}'")
+        begin, end = _moment(start_at, "start_at"), _moment(until, "until")
+        if begin is not None and end is not None and end < begin:
+            raise InputValidationError("until must not be before start_at")
         now = self.clock.now()
         row = table.ScheduleRow(
             id=id or f"{workflow.id}-{uuid.uuid4().hex[:8]}",
@@ -102,8 +128,10 @@ class SchedulesMixin:
             input=workflow.input_codec.dump(value),
             catch_up=catch_up,
             paused=0,
-            next_fire_at=next_fire(cron, timezone, now).timestamp(),
+            next_fire_at=first_fire(cron, timezone, now, begin).timestamp(),
             created_at=now.timestamp(),
+            start_at=begin,
+            until=end,
         )
         stored = self._loop.run(table.upsert(self._store, row))
         self._loop.call_soon(self._worker.wake)
@@ -123,7 +151,7 @@ class SchedulesMixin:
 
     def _set_paused(self, schedule_id: str, paused: bool) -> None:
         row = self._find_schedule(schedule_id)
-        following = next_fire(row.cron, row.timezone, self.clock.now()).timestamp()
+        following = first_fire(row.cron, row.timezone, self.clock.now(), row.start_at).timestamp()
         self._loop.run(table.set_paused(self._store, self.namespace, schedule_id, paused, following))
 
     def remove_schedule(self, schedule_id: str) -> bool:
@@ -153,7 +181,9 @@ class SchedulesMixin:
             idempotency_key=key,
             metadata=json.dumps({"schedule_id": row.id}),
         )
-        created, _ = await self._store.create_run(new)
+        created, is_new = await self._store.create_run(new)
+        if is_new:
+            await self._announce("run_created", created)
         return created.id
 
     async def _fire_due_schedules(self) -> int:
@@ -166,7 +196,13 @@ class SchedulesMixin:
             except Exception:  # noqa: BLE001 - another engine of the namespace may have the workflow
                 continue
             seen = datetime.fromtimestamp(row.next_fire_at, UTC)
-            times = due_times(row.cron, row.timezone, seen, now, row.catch_up)  # type: ignore[arg-type]
+            if row.until is None:
+                times = due_times(row.cron, row.timezone, seen, now, row.catch_up)  # type: ignore[arg-type]
+            else:  # the window's end: times after it never fire, "skip" keeps the latest one inside it
+                times = [
+                    due for due in due_times(row.cron, row.timezone, seen, now, "all") if due.timestamp() <= row.until
+                ]
+                times = times if row.catch_up == "all" else times[-1:]
             for due in times:
                 # The idempotency key is the fire record: a second scheduler finds this run already there.
                 try:

@@ -229,14 +229,17 @@ class IdempotencyConflict(PlaitError):
 class ResultTimeout(PlaitError, TimeoutError):
     """``result(timeout=...)`` ran out of time before the run ended; the run itself goes on.
 
-    Also a ``TimeoutError``, so ``except TimeoutError`` keeps working.
+    Also a ``TimeoutError``, so ``except TimeoutError`` keeps working. The
+    message says why the run is not moving (for example no worker has its
+    workflow version, or it sleeps until a time); ``status`` is its status then.
     """
 
     code = "run.result_timeout"
 
-    def __init__(self, message: str, *, run_id: str) -> None:
+    def __init__(self, message: str, *, run_id: str, status: str | None = None) -> None:
         super().__init__(message)
         self.run_id = run_id
+        self.status = status
 
 
 class InternalError(PlaitError):

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 log = logging.getLogger("plait.hooks")
@@ -14,7 +14,11 @@ log = logging.getLogger("plait.hooks")
 
 @dataclass(frozen=True)
 class HookInfo:
-    """What a hook is told: the run, and for step hooks the step, attempt and its output or error."""
+    """What a hook is told: the run, and for step hooks the step, attempt and its output or error.
+
+    ``on_hook_error`` is told the failing hook's name in ``hook``, what it raised in
+    ``exception`` and ``error`` (``{"type", "message"}``), with the rest as that hook saw it.
+    """
 
     run_id: str
     workflow_id: str
@@ -25,6 +29,8 @@ class HookInfo:
     status: str | None = None
     output: Any = None
     error: dict[str, Any] | None = None
+    hook: str | None = None
+    exception: BaseException | None = None
 
 
 Hook = Callable[[HookInfo], Any] | Callable[[HookInfo], Awaitable[Any]]
@@ -37,6 +43,10 @@ class Hooks:
     ``before_run`` fires when a worker starts a run from its beginning,
     ``after_run`` when it ends (succeeded or failed), ``before_step`` before each
     attempt, ``after_step`` after a successful one, ``on_step_error`` after a failed one.
+    ``on_run_created`` fires in the process that created a run (``start``, a
+    schedule, a completion trigger), ``on_run_cancelled`` in the one that cancelled
+    it (once per run, children included; ``status`` is ``"cancelled"``).
+    ``on_hook_error`` is told when any other hook raises; the run goes on.
     Keep sync hooks quick: they run on the engine's event loop.
     """
 
@@ -45,6 +55,9 @@ class Hooks:
     before_step: Hook | None = None
     after_step: Hook | None = None
     on_step_error: Hook | None = None
+    on_run_created: Hook | None = None
+    on_run_cancelled: Hook | None = None
+    on_hook_error: Hook | None = None
 
 
 class Observer(Protocol):
@@ -73,8 +86,23 @@ class HookRunner:
                     await result
             except asyncio.CancelledError:
                 raise
-            except BaseException:  # a hook's bug (even SystemExit) is logged and never breaks the run
+            except BaseException as exc:  # a hook's bug (even SystemExit) is logged and never breaks the run
                 log.exception("plait hook %s failed for run %s (step %s)", name, info.run_id, info.step_id)
+                if name != "on_hook_error":  # an on_hook_error that raises is only logged: no loop
+                    failed = replace(
+                        info, hook=name, exception=exc, error={"type": type(exc).__name__, "message": str(exc)}
+                    )
+                    await self._call("on_hook_error", failed)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.hooks)
+
+    async def run_created(self, info: HookInfo) -> None:
+        await self._call("on_run_created", info)
+
+    async def run_cancelled(self, info: HookInfo) -> None:
+        await self._call("on_run_cancelled", info)
 
     async def run_started(self, info: HookInfo) -> None:
         await self._call("before_run", info)

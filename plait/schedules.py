@@ -66,3 +66,5 @@ class Schedule(BaseModel):
     paused: bool
     next_fire_at: datetime
     created_at: datetime
+    start_at: datetime | None = None
+    until: datetime | None = None

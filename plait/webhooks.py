@@ -61,22 +61,29 @@ def verify(
 
 
 class Webhook(BaseModel):
-    """A webhook subscription as shown to users: never its secret."""
+    """A webhook subscription as shown to users: never its secret, nor its headers' values."""
 
     id: str
     url: str
     event_types: list[str] | None
     workflows: list[str] | None
     created_at: datetime
+    header_names: list[str] = []
+    timeout: float | None = None
+    paused: bool = False
 
     @classmethod
     def from_row(cls, row: table.WebhookRow) -> Webhook:
+        # Only the names of the extra headers: their values may be credentials.
         return cls(
             id=row.id,
             url=row.url,
             event_types=row.event_types,
             workflows=row.workflows,
             created_at=datetime.fromtimestamp(row.created_at, UTC),
+            header_names=sorted(row.headers or {}),
+            timeout=row.timeout,
+            paused=row.paused,
         )
 
 
@@ -184,24 +191,30 @@ class WebhookDispatcher:
                 return
             for row in rows:
                 event = Event.from_row(row)
-                if wants(hook, event):
-                    await self._deliver_with_retries(hook, event)
+                if wants(hook, event) and not await self._deliver_with_retries(hook, event):
+                    return  # paused: the cursor stays before this event, which waits for resume
             cursor = next_cursor
             if not await table.advance_cursor(self._store, hook.id, self._owner, cursor):
                 return  # another process took the webhook over
 
-    async def _deliver_with_retries(self, hook: table.WebhookRow, event: Event) -> None:
+    async def _deliver_with_retries(self, hook: table.WebhookRow, event: Event) -> bool:
+        """Deliver or dead-letter the event; False when the webhook was paused meanwhile (nothing done)."""
         error = ""
         for attempt in range(1, self.max_attempts + 1):
+            if await table.is_paused(self._store, hook.id):
+                return False
             error = await self.deliver(hook, event)
             if not error:
-                return
+                return True
             log.warning("plait webhook %s: event %s attempt %d failed: %s", hook.id, event.id, attempt, error)
             if attempt < self.max_attempts:
                 await self._clock.sleep(self.first_backoff * 2 ** (attempt - 1))
+        if await table.is_paused(self._store, hook.id):  # paused while failing: the event waits, not dead-lettered
+            return False
         await table.add_dead_letter(
             self._store, hook.id, event.id, self.max_attempts, error, self._clock.now().timestamp()
         )
+        return True
 
     async def deliver(self, hook: table.WebhookRow, event: Event) -> str:
         """POST one event; "" on a 2xx answer, else what went wrong (the secret never appears in it).
@@ -213,20 +226,22 @@ class WebhookDispatcher:
         except Exception as exc:  # noqa: BLE001 - an event that cannot be sent is dead-lettered, not fatal
             return f"event {event.id} cannot be written as JSON: {type(exc).__name__}"
         headers: dict[str, Any] = {
+            **(hook.headers or {}),
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(hook.secret, body, int(time.time())),
             "Plait-Event-Id": str(event.id),
             "Plait-Event-Type": event.type,
             "Plait-Webhook-Id": hook.id,
         }
-        client = self._client or httpx.AsyncClient(timeout=self._timeout)
+        timeout = hook.timeout or self._timeout
+        client = self._client or httpx.AsyncClient(timeout=timeout)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout):
                 async with client.stream("POST", hook.url, content=body, headers=headers) as response:
                     await _read_at_most(response, MAX_RESPONSE_BYTES)
                     status = response.status_code
         except TimeoutError:
-            return f"no complete answer within {self._timeout:g}s"
+            return f"no complete answer within {timeout:g}s"
         except Exception as exc:  # noqa: BLE001 - any failure of the request is a failed delivery, retried
             return f"{type(exc).__name__}: {exc}"
         finally:

@@ -10,6 +10,7 @@ import typer
 
 from plait.cli import admin, demo, documents, runs, usage
 from plait.cli.common import app, state
+from plait.cli.hints import cli_message
 from plait.errors import PlaitError, RunCancelled, RunFailed
 
 __all__ = ["admin", "app", "demo", "documents", "main", "runs", "usage"]
@@ -21,12 +22,12 @@ def main() -> None:
         if isinstance(result, int):  # typer.Exit(code) comes back as the code without standalone mode
             raise SystemExit(result)
     except (RunFailed, RunCancelled) as exc:
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        typer.echo(f"error [{exc.code}]: {cli_message(exc.message)}", err=True)
         raise SystemExit(1) from None
     except PlaitError as exc:
         if state.debug:
             raise
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        typer.echo(f"error [{exc.code}]: {cli_message(exc.message)}", err=True)
         raise SystemExit(2) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None

@@ -11,16 +11,20 @@ from rich.table import Table
 
 import plait
 from plait.cli.common import (
+    AppOption,
     DbOption,
     JsonOption,
     app,
     console,
     load_engine,
+    log_runs,
     opened,
+    opened_or_client,
     print_json,
     redact_url,
 )
 from plait.engine import Engine
+from plait.errors import RunNotFound
 
 RequiredApp = Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine to load")]
 
@@ -29,6 +33,11 @@ RequiredApp = Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="pac
 def version() -> None:
     """Print plait's version."""
     typer.echo(plait.__version__)
+
+
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", envvar="PLAIT_QUIET", help="no line per run start and finish")
+]
 
 
 @app.command()
@@ -40,13 +49,17 @@ def worker(
     grace: Annotated[
         float, typer.Option("--grace", envvar="PLAIT_GRACE", min=0, help="seconds to drain on SIGTERM")
     ] = 30.0,
+    db: DbOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Run a worker for the engine's workflows until SIGINT or SIGTERM.
 
-    On SIGTERM it stops claiming, lets running runs reach a step boundary for
+    Logs one line per run start and finish (--quiet: warnings only). On
+    SIGTERM it stops claiming, lets running runs reach a step boundary for
     up to --grace seconds, hands back the rest to other workers, and exits 0.
     """
-    engine = load_engine(app_spec)
+    engine = load_engine(app_spec, db)
+    log_runs(engine, quiet=quiet)
     typer.echo(
         f"plait worker on {redact_url(engine.url)} (namespace {engine.namespace}, concurrency {concurrency}); "
         "Ctrl-C to stop"
@@ -131,50 +144,85 @@ app.add_typer(webhooks_app, name="webhooks")
 
 @webhooks_app.command("add")
 def webhooks_add(
-    app_spec: RequiredApp,
     url: Annotated[str, typer.Argument(help="where to POST events")],
     secret: Annotated[
         str, typer.Option("--secret", envvar="PLAIT_WEBHOOK_SECRET", prompt=True, hide_input=True, help="HMAC key")
     ],
     event_type: Annotated[list[str] | None, typer.Option("--event-type", "-t", help="only these types")] = None,
     workflow: Annotated[list[str] | None, typer.Option("--workflow", "-w", help="only these workflows")] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="'Name: value' sent with every delivery")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="seconds per delivery")] = None,
+    app_spec: AppOption = None,
+    db: DbOption = None,
 ) -> None:
     """Add a webhook; its secret is stored for signing and never shown again."""
-    with opened(app_spec) as engine:
-        hook = engine.add_webhook(url, secret, event_types=event_type, workflows=workflow)
+    headers: dict[str, str] = {}
+    for line in header or []:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise typer.BadParameter(f"{line!r} is not 'Name: value'", param_hint="--header")
+        headers[name.strip()] = value.strip()
+    with opened_or_client(app_spec, db) as engine:
+        hook = engine.add_webhook(
+            url, secret, event_types=event_type, workflows=workflow, headers=headers or None, timeout=timeout
+        )
         typer.echo(hook.id)
 
 
 @webhooks_app.command("list")
-def webhooks_list(app_spec: RequiredApp) -> None:
-    """List webhooks (id, url, filters)."""
-    with opened(app_spec) as engine:
-        for hook in engine.webhooks():
+def webhooks_list(app_spec: AppOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List webhooks (id, url, filters, paused)."""
+    with opened_or_client(app_spec, db) as engine:
+        hooks = engine.webhooks()
+        if as_json:
+            print_json([hook.model_dump(mode="json") for hook in hooks])
+            return
+        for hook in hooks:
             filters = f"types={hook.event_types or 'all'} workflows={hook.workflows or 'all'}"
-            typer.echo(f"{hook.id}\t{hook.url}\t{filters}")
+            typer.echo(f"{hook.id}\t{hook.url}\t{filters}{chr(9) + 'paused' if hook.paused else ''}")
+
+
+def _on_webhook(app_spec: str | None, db: str | None, action: str, webhook_id: str) -> None:
+    with opened_or_client(app_spec, db) as engine:
+        if action == "remove":
+            if not engine.remove_webhook(webhook_id):
+                raise RunNotFound(f"no webhook {webhook_id!r}; see `plait webhooks list`")
+        else:
+            getattr(engine, f"{action}_webhook")(webhook_id)
 
 
 @webhooks_app.command("remove")
-def webhooks_remove(app_spec: RequiredApp, webhook_id: str) -> None:
+def webhooks_remove(webhook_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Remove a webhook."""
-    with opened(app_spec) as engine:
-        if not engine.remove_webhook(webhook_id):
-            typer.echo(f"error: no webhook {webhook_id!r}", err=True)
-            raise typer.Exit(2)
+    _on_webhook(app_spec, db, "remove", webhook_id)
+
+
+@webhooks_app.command("pause")
+def webhooks_pause(webhook_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
+    """Hold a webhook's deliveries; events wait (not dead-lettered) until `plait webhooks resume`."""
+    _on_webhook(app_spec, db, "pause", webhook_id)
+
+
+@webhooks_app.command("resume")
+def webhooks_resume(webhook_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
+    """Deliver again, starting with the events that waited."""
+    _on_webhook(app_spec, db, "resume", webhook_id)
 
 
 @webhooks_app.command("dead-letters")
-def webhooks_dead_letters(app_spec: RequiredApp) -> None:
+def webhooks_dead_letters(app_spec: AppOption = None, db: DbOption = None) -> None:
     """List deliveries that failed every retry."""
-    with opened(app_spec) as engine:
+    with opened_or_client(app_spec, db) as engine:
         for letter in engine.dead_letters():
             typer.echo(f"{letter.id}\t{letter.webhook_id}\tevent {letter.event_id}\t{letter.last_error}")
 
 
 @webhooks_app.command("replay")
-def webhooks_replay(app_spec: RequiredApp) -> None:
+def webhooks_replay(app_spec: AppOption = None, db: DbOption = None) -> None:
     """Send every dead-lettered event again; prints how many went through."""
-    with opened(app_spec) as engine:
+    with opened_or_client(app_spec, db) as engine:
         typer.echo(engine.replay_dead_letters())
 
 
@@ -183,9 +231,9 @@ app.add_typer(schedules_app, name="schedules")
 
 
 @schedules_app.command("list")
-def schedules_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
+def schedules_list(app_spec: AppOption = None, db: DbOption = None, as_json: JsonOption = False) -> None:
     """List schedules with their next due time."""
-    with opened(app_spec) as engine:
+    with opened_or_client(app_spec, db) as engine:
         items = engine.schedules()
         if as_json:
             print_json([s.model_dump(mode="json") for s in items])
@@ -198,8 +246,9 @@ def schedules_list(app_spec: RequiredApp, as_json: JsonOption = False) -> None:
         console.print(table)
 
 
-def _on_schedule(app_spec: str, action: str, schedule_id: str) -> None:
-    with opened(app_spec) as engine:
+def _on_schedule(app_spec: str | None, action: str, schedule_id: str, db: str | None = None) -> None:
+    # Only "trigger" needs the app's workflow code; the rest act on the stored schedule.
+    with opened(app_spec, db=db) if app_spec else opened_or_client(None, db) as engine:
         if action == "remove":
             if not engine.remove_schedule(schedule_id):
                 typer.echo(f"error: no schedule {schedule_id!r}", err=True)
@@ -211,27 +260,27 @@ def _on_schedule(app_spec: str, action: str, schedule_id: str) -> None:
 
 
 @schedules_app.command("pause")
-def schedules_pause(schedule_id: str, app_spec: RequiredApp) -> None:
+def schedules_pause(schedule_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Stop firing a schedule."""
-    _on_schedule(app_spec, "pause", schedule_id)
+    _on_schedule(app_spec, "pause", schedule_id, db)
 
 
 @schedules_app.command("resume")
-def schedules_resume(schedule_id: str, app_spec: RequiredApp) -> None:
+def schedules_resume(schedule_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Fire a paused schedule again from its next due time."""
-    _on_schedule(app_spec, "resume", schedule_id)
+    _on_schedule(app_spec, "resume", schedule_id, db)
 
 
 @schedules_app.command("remove")
-def schedules_remove(schedule_id: str, app_spec: RequiredApp) -> None:
+def schedules_remove(schedule_id: str, app_spec: AppOption = None, db: DbOption = None) -> None:
     """Delete a schedule."""
-    _on_schedule(app_spec, "remove", schedule_id)
+    _on_schedule(app_spec, "remove", schedule_id, db)
 
 
 @schedules_app.command("trigger")
-def schedules_trigger(schedule_id: str, app_spec: RequiredApp) -> None:
+def schedules_trigger(schedule_id: str, app_spec: RequiredApp, db: DbOption = None) -> None:
     """Start the schedule's workflow once, now; prints the run id."""
-    _on_schedule(app_spec, "trigger", schedule_id)
+    _on_schedule(app_spec, "trigger", schedule_id, db)
 
 
 @app.command("smtp")
@@ -239,6 +288,7 @@ def smtp(
     app_spec: RequiredApp,
     host: Annotated[str, typer.Option("--host", envvar="PLAIT_SMTP_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", envvar="PLAIT_SMTP_PORT")] = 2525,
+    db: DbOption = None,
 ) -> None:
     """Receive email and start the workflows the app maps recipients to (engine.on_email)."""
     import threading
@@ -247,7 +297,7 @@ def smtp(
 
     from plait.email import EmailTrigger
 
-    engine = load_engine(app_spec)
+    engine = load_engine(app_spec, db)
     controller = Controller(EmailTrigger(engine), hostname=host, port=port)
     controller.start()
     typer.echo(f"plait smtp on {host}:{port} for {', '.join(sorted(engine._email_routes)) or 'no addresses'}")
@@ -288,6 +338,8 @@ def server(
         float | None,
         typer.Option("--keep-alive-timeout", envvar="PLAIT_KEEP_ALIVE_TIMEOUT", min=1, help="seconds (default 5)"),
     ] = None,
+    db: DbOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Serve the HTTP API (and, by default, a worker in the same process: one command runs everything).
 
@@ -295,7 +347,8 @@ def server(
     ever created every request needs one, even after the last is revoked.
     Requests must name this server (a loopback name, the bound address or an
     --allowed-host) in Host. Slow clients are cut off: request headers must
-    arrive within --header-timeout and a body within --body-timeout.
+    arrive within --header-timeout and a body within --body-timeout. Logs
+    one line per run start and finish of its in-process worker (--quiet: warnings only).
     """
     import uvicorn
 
@@ -305,7 +358,8 @@ def server(
     from plait.http.serving import DEFAULT_HEADER_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT, server_config
     from plait.store import tokens as token_table
 
-    engine = load_engine(app_spec)
+    engine = load_engine(app_spec, db)
+    log_runs(engine, quiet=quiet)
     guarded = engine._loop.run(token_table.auth_required(engine._store))
     if not guarded and not (host == "localhost" or is_loopback(host)):
         engine.close()

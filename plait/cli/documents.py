@@ -53,11 +53,12 @@ def documents_show(
 def documents_save(
     document: Annotated[str, typer.Argument(help="the document: JSON text or @file.json")],
     app_spec: Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine")],
+    db: DbOption = None,
     expected_version: Annotated[int | None, typer.Option("--expected-version", help="refuse if not the latest")] = None,
 ) -> None:
     """Store a document as its next version (it must compile against the app's connectors)."""
     parsed = WorkflowDocument.parse(parse_input(document))
-    with opened(app_spec) as engine:
+    with opened(app_spec, db=db) as engine:
         version = engine.save_document(parsed, actor="user", expected_version=expected_version)
         typer.echo(f"{parsed.id} version {version}")
 
@@ -67,6 +68,7 @@ def documents_apply(
     document_id: str,
     ops: Annotated[str, typer.Argument(help="a JSON list of ops, or @ops.json")],
     app_spec: Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine")],
+    db: DbOption = None,
     actor: ActorOption = "user",
     expected_version: Annotated[int | None, typer.Option("--expected-version", help="refuse if not the latest")] = None,
     as_json: JsonOption = False,
@@ -75,7 +77,7 @@ def documents_apply(
     if actor not in ("llm", "user"):
         raise typer.BadParameter("use --actor llm or --actor user", param_hint="--actor")
     parsed = parse_input(ops)
-    with opened(app_spec) as engine:
+    with opened(app_spec, db=db) as engine:
         result = engine.patch_document(
             document_id,
             parsed if isinstance(parsed, list) else [parsed],
@@ -95,6 +97,7 @@ def documents_apply(
 def documents_run(
     document_id: str,
     app_spec: Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine")],
+    db: DbOption = None,
     input_text: Annotated[str, typer.Option("--input", "-i", help="JSON input, or @file.json")] = "null",
     version: Annotated[int | None, typer.Option("--version", help="a stored version (default: the latest)")] = None,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="wait for the result")] = False,
@@ -102,7 +105,7 @@ def documents_run(
 ) -> None:
     """Start a run of a stored document, pinned to its latest (or the given) version."""
     value = parse_input(input_text)
-    with opened(app_spec) as engine:
+    with opened(app_spec, db=db) as engine:
         workflow = engine.compile_document(engine.document(document_id, version))
         run = engine.start(workflow, value)
         if not wait:

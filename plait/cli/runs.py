@@ -13,6 +13,7 @@ from pydantic_core import to_jsonable_python
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from plait.cli.common import (
     AppOption,
@@ -25,6 +26,7 @@ from plait.cli.common import (
     print_json,
 )
 from plait.engine import Engine
+from plait.errors import PlaitError, ResultTimeout
 from plait.runs import Event, Run, RunHandle, RunStatus
 
 progress_console = Console(stderr=True)
@@ -49,23 +51,46 @@ def run_workflow(
     input_text: Annotated[str, typer.Option("--input", "-i", help="JSON input, or @file.json")] = "null",
     wait: Annotated[bool, typer.Option("--wait", "-w", help="wait for the result, showing progress")] = False,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="start at most once")] = None,
+    db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Start a run of WORKFLOW; with --wait, show live progress and print its result.
 
     Without --wait the run is only enqueued: a worker (``plait worker``) runs it.
+    With --wait --json the outcome is JSON whether the run succeeds or not (exit 1 when not).
     """
     value = parse_input(input_text)
     # Without --wait this process exits at once: it must not start steps it will not finish.
-    with opened(app_spec, worker=wait) as engine:
+    with opened(app_spec, worker=wait, db=db) as engine:
         run = engine.start(workflow_id, value, idempotency_key=idempotency_key)
         if not wait:
             print_json({"run_id": run.id}) if as_json else typer.echo(run.id)
             return
-        if not as_json and progress_console.is_terminal:
-            follow_progress(engine, run)
-        # Waits for the end even without a terminal to follow it on; raises RunFailed / RunCancelled
-        # (one line, exit code 1).
+        try:
+            if not as_json and progress_console.is_terminal:
+                follow_progress(engine, run)
+            info = run.info()
+            while not info.status.is_terminal:
+                try:
+                    run.result(timeout=3600)
+                except ResultTimeout:
+                    pass
+                except PlaitError:
+                    break
+                info = run.info()
+        except KeyboardInterrupt:
+            typer.echo(
+                f"\nstopped waiting; run {run.id} is stored and continues once a worker runs it "
+                f"(`plait worker --app {app_spec}`). Follow it with `plait events {run.id} --follow` "
+                f"or `plait runs show {run.id}`",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+        if info.status != RunStatus.SUCCEEDED:
+            if as_json:
+                print_json({"run_id": run.id, "status": info.status.value, "error": info.error})
+                raise typer.Exit(1)
+            run.result(timeout=0.01)  # raises RunFailed / RunCancelled: one line, exit code 1
         output = to_jsonable_python(run.result())
         info = run.info()
         if as_json:
@@ -74,29 +99,62 @@ def run_workflow(
             typer.echo(json.dumps(output, indent=2))
 
 
+class ProgressLine:
+    """The live line of ``run --wait``: steps done, the current step, its progress and last log line, a clock.
+
+    Rendered again at every refresh, so the clock ticks even while nothing happens.
+    """
+
+    def __init__(self, run_id: str, total: int) -> None:
+        self.run_id = run_id
+        self.total = total
+        self.done: set[str] = set()
+        self.current = "starting"
+        self.progress = ""
+        self.last_log = ""
+        self.started = time.monotonic()
+
+    def see(self, event: Event) -> None:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        if event.type == "step.started":
+            self.current, self.progress = f"running {event.step_id}", ""
+        elif event.type in ("step.completed", "step.skipped") and event.step_id:
+            self.done.add(event.step_id)
+            self.current, self.progress = f"finished {event.step_id}", ""
+        elif event.type == "step.progress":
+            fraction = payload.get("fraction")
+            percent = f"{fraction * 100:.0f}%" if isinstance(fraction, (int, float)) else ""
+            self.progress = " ".join(part for part in (percent, str(payload.get("message") or "")) if part)
+        elif event.type == "step.log":
+            self.last_log = str(payload.get("message", ""))[:120]
+        elif event.type in ("run.waiting", "run.suspended"):
+            self.current = f"{event.type.removeprefix('run.')} ({payload.get('kind', '')})"
+        elif event.type.startswith("run.") and event.type not in ("run.created", "run.started", "run.resumed"):
+            self.current = event.type.removeprefix("run.")
+
+    def text(self) -> Text:
+        elapsed = int(time.monotonic() - self.started)
+        clock = f"{elapsed // 60}:{elapsed % 60:02d}"
+        parts = [f"{self.run_id} {len(self.done)}/{self.total} steps", self.current]
+        if self.progress:
+            parts.append(self.progress)
+        parts.append(clock)
+        line = Text(" · ".join(parts))
+        if self.last_log:
+            line.append(f"\n  log: {self.last_log}", style="dim")
+        return line
+
+    def __rich__(self) -> Text:
+        return self.text()
+
+
 def follow_progress(engine: Engine, run: RunHandle[Any]) -> None:
-    """A live line while the run goes: steps done / total, the current step, time elapsed."""
+    """A live line while the run goes: steps done / total, the current step, its progress, time elapsed."""
     flow = engine.get_workflow(run.info().workflow_id)
-    total = len(flow.nodes)
-    done: set[str] = set()
-    current = "starting"
-    started = time.monotonic()
-
-    def line() -> str:
-        return f"[bold]{run.id}[/] {len(done)}/{total} steps · {current} · {time.monotonic() - started:.1f}s"
-
-    with Live(line(), console=progress_console, refresh_per_second=8, transient=False) as live:
+    line = ProgressLine(run.id, len(flow.nodes))
+    with Live(line, console=progress_console, refresh_per_second=4, transient=False):
         for event in run.events():
-            if event.type == "step.started":
-                current = f"running {event.step_id}"
-            elif event.type in ("step.completed", "step.skipped") and event.step_id:
-                done.add(event.step_id)
-                current = f"finished {event.step_id}"
-            elif event.type in ("run.waiting", "run.suspended"):
-                current = f"{event.type.removeprefix('run.')} ({(event.payload or {}).get('kind', '')})"
-            elif event.type.startswith("run.") and event.type not in ("run.created", "run.started", "run.resumed"):
-                current = event.type.removeprefix("run.")
-            live.update(line())
+            line.see(event)
 
 
 class RunOrderChoice(enum.StrEnum):
@@ -142,10 +200,16 @@ def runs_list(
         if as_json:
             print_json({"items": [run_row(r) for r in page.items], "next_cursor": page.next_cursor})
             return
-        table = Table("run", "workflow", "status", "created", "finished")
+        # The id column never shrinks: an id is copied into the next command. The rest fold to fit.
+        table = Table(box=None, pad_edge=False)
+        width = max((len(run.id) for run in page.items), default=3)
+        table.add_column("run", no_wrap=True, min_width=width)
+        table.add_column("workflow", overflow="fold")
+        table.add_column("status", no_wrap=True)
+        table.add_column("created", overflow="fold")
         for run in page.items:
-            row = run_row(run)
-            table.add_row(row["id"], row["workflow"], row["status"], row["created_at"], row["finished_at"] or "")
+            created = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            table.add_row(run.id, run.workflow_id, run.status.value, created)
         console.print(table)
 
 
@@ -200,9 +264,10 @@ def runs_rerun(
     run_id: str,
     from_step: Annotated[str, typer.Option("--from", help="the first step to run again")],
     app_spec: Annotated[str, typer.Option("--app", envvar="PLAIT_APP", help="package.module:engine")],
+    db: DbOption = None,
 ) -> None:
     """Start a new run of the same input that reuses the outputs of the steps before --from."""
-    with opened(app_spec) as engine:
+    with opened(app_spec, db=db) as engine:
         typer.echo(engine.rerun_from(run_id, from_step).id)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from plait.documents.model import WorkflowDocument
 from plait.documents.ops import PatchResult
@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from plait.engine import Engine
 
 
+ADD_PAUSE = {"op": "add_block", "id": "pause", "type": "wait.duration", "params": {"seconds": 60}}
+DOCUMENT_EXAMPLE = {
+    "id": "follow-up",
+    "input": {"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]},
+    "blocks": [{"id": "pause", "type": "wait.duration", "params": {"seconds": 3600}}],
+    "output": {"email": "{{input.email}}"},
+}
+
+
 class StoredDocument(BaseModel):
     document: WorkflowDocument
     version: int
@@ -31,11 +40,24 @@ class Saved(BaseModel):
 
 
 class PatchRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ops": [{"op": "add_block", "id": "pause", "type": "wait.duration", "params": {"seconds": 60}}],
+                    "actor": "user",
+                }
+            ]
+        }
+    )
+
     ops: list[Any] = Field(description="patch operations (see GET /api/connectors for their schema)")
     actor: Literal["llm", "user"] = "llm"
 
 
 class StartDocumentRun(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"input": {"email": "ada@example.com"}}]})
+
     input: Any = None
     version: int | None = Field(default=None, description="the stored version to run (default: the latest)")
     priority: int = 0
@@ -95,7 +117,7 @@ def documents_router(engine_for: Callable[[str], Engine], needs: Needs) -> APIRo
     async def put_document(
         document_id: str,
         response: Response,
-        body: Annotated[dict[str, Any], Body()],
+        body: Annotated[dict[str, Any], Body(examples=[DOCUMENT_EXAMPLE])],
         who: Caller = write,
         if_match: Annotated[str | None, Header()] = None,
     ) -> Saved:

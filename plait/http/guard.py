@@ -8,7 +8,9 @@ before any route runs:
   rebinding is refused);
 - a state-changing request from a browser page of another origin
   (``Origin``, ``Sec-Fetch-Site``) is refused, and the API's POSTs with a
-  body must be JSON (a cross-site form cannot send that without a preflight);
+  body must be JSON (a cross-site form cannot send that without a preflight):
+  the route answers 415 without acting, after the 400 of a malformed body and
+  the 404 of an unknown workflow;
 - a body over the size limit gets 413, one that takes longer than the body
   deadline gets 408.
 """
@@ -26,6 +28,12 @@ from plait.http.errors import error_body
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+# Set in the ASGI scope of an API POST whose body is not declared JSON; SafeJsonRoute answers it 415.
+NOT_JSON = "plait.not_json"
+NOT_JSON_MESSAGE = (
+    "the body must be sent as JSON: add -H 'Content-Type: application/json' "
+    "(curl -d sends application/x-www-form-urlencoded)"
+)
 
 
 async def refuse(send: Send, status: int, code: str, message: str, *, close: bool = False) -> None:
@@ -92,7 +100,9 @@ class RequestGuard:
                 "a web page of another origin may not change anything here; call the API from your own code",
             )
         if method == "POST" and _route_path(scope).startswith("/api/") and not is_json_or_empty(headers):
-            return 415, "request.content_type", "send the body as JSON with Content-Type: application/json"
+            # Refused by the route (SafeJsonRoute), after the checks a user fixes first: a malformed body
+            # is a 400 and an unknown workflow a 404 whatever the content type; then this 415.
+            scope[NOT_JSON] = True
         return None
 
     def is_allowed_host(self, name: str, scope: Scope) -> bool:

@@ -71,6 +71,8 @@ EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_ke
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 CHANNEL = "plait_wakeup"
+# How long the first connection may take before an engine reports the server unreachable.
+CONNECT_TIMEOUT_SECONDS = 5
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -101,6 +103,7 @@ class PostgresStore:
             timeout=30.0,
         )
         self._listener: asyncio.Task[None] | None = None
+        self._probed = False
         self.record_events = True
         self._wakeup: Callable[[], None] | None = None
 
@@ -108,10 +111,33 @@ class PostgresStore:
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
 
     async def _ensure_open(self) -> None:
+        if self._pool.closed and not self._probed:
+            await self._probe()
         try:
             await self._pool.open(wait=True, timeout=30.0)
         except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {self._where()}: {exc}") from exc
+
+    async def _probe(self) -> None:
+        """One direct connection first, so an unreachable server fails in seconds with its own reason.
+
+        The pool would retry for its whole timeout and log every attempt instead.
+        """
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self._where()}: {reason}. Check that the server runs and "
+                "the URL (PLAIT_DATABASE_URL or --db) names it"
+            ) from None
+        await conn.close()
+        self._probed = True
+
+    def _where(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.hostname or "localhost"
+        return f"{host}:{parts.port or 5432}{parts.path or ''}"
 
     async def close(self) -> None:
         if self._listener is not None:

@@ -290,3 +290,25 @@ MIGRATIONS.append(
     CREATE INDEX plait_artifacts_blob ON plait_artifacts (blob) WHERE blob IS NOT NULL;
     """
 )
+
+MIGRATIONS.append(
+    # 13 (triggers and windows): stored completion triggers, schedule windows, webhook headers/timeout/pause.
+    """
+    CREATE TABLE plait_triggers (
+        namespace TEXT NOT NULL,
+        id TEXT NOT NULL,
+        source_workflow_id TEXT NOT NULL,
+        target_workflow_id TEXT NOT NULL,
+        statuses TEXT NOT NULL,
+        has_input_from INTEGER NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, id)
+    );
+    CREATE INDEX plait_triggers_source ON plait_triggers (namespace, source_workflow_id);
+    ALTER TABLE plait_schedules ADD COLUMN start_at DOUBLE PRECISION;
+    ALTER TABLE plait_schedules ADD COLUMN until DOUBLE PRECISION;
+    ALTER TABLE plait_webhooks ADD COLUMN headers TEXT;
+    ALTER TABLE plait_webhooks ADD COLUMN timeout DOUBLE PRECISION;
+    ALTER TABLE plait_webhooks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    """
+)

@@ -346,3 +346,25 @@ MIGRATIONS.append(
     CREATE INDEX plait_artifacts_blob ON plait_artifacts (blob) WHERE blob IS NOT NULL;
     """
 )
+
+MIGRATIONS.append(
+    # 13 (triggers and windows): stored completion triggers, schedule windows, webhook headers/timeout/pause.
+    """
+    CREATE TABLE plait_triggers (
+        namespace TEXT NOT NULL,
+        id TEXT NOT NULL,
+        source_workflow_id TEXT NOT NULL,
+        target_workflow_id TEXT NOT NULL,
+        statuses TEXT NOT NULL,
+        has_input_from INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (namespace, id)
+    );
+    CREATE INDEX plait_triggers_source ON plait_triggers (namespace, source_workflow_id);
+    ALTER TABLE plait_schedules ADD COLUMN start_at REAL;
+    ALTER TABLE plait_schedules ADD COLUMN until REAL;
+    ALTER TABLE plait_webhooks ADD COLUMN headers TEXT;
+    ALTER TABLE plait_webhooks ADD COLUMN timeout REAL;
+    ALTER TABLE plait_webhooks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    """
+)

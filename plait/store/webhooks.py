@@ -20,6 +20,9 @@ class WebhookRow:
     workflows: list[str] | None
     cursor: str | None
     created_at: float
+    headers: dict[str, str] | None = None
+    timeout: float | None = None
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -33,25 +36,27 @@ class DeadLetterRow:
     replayed_at: float | None
 
 
-_WEBHOOK_COLUMNS = "id, namespace, url, secret, event_types, workflows, cursor, created_at"
+_WEBHOOK_COLUMNS = "id, namespace, url, secret, event_types, workflows, cursor, created_at, headers, timeout, paused"
 
 
 def _webhook(row: tuple[object, ...]) -> WebhookRow:
-    id_, namespace, url, secret, types, workflows, cursor, created = row
+    id_, namespace, url, secret, types, workflows, cursor, created, headers, timeout, paused = row
     return WebhookRow(
         str(id_), str(namespace), str(url), str(secret),
         json.loads(str(types)) if types else None, json.loads(str(workflows)) if workflows else None,
         None if cursor is None else str(cursor), float(str(created)),
+        json.loads(str(headers)) if headers else None, None if timeout is None else float(str(timeout)), bool(paused),
     )  # fmt: skip
 
 
 async def add_webhook(store: Store, hook: WebhookRow) -> None:
     await store.sql(
-        f"INSERT INTO plait_webhooks ({_WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO plait_webhooks ({_WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             hook.id, hook.namespace, hook.url, hook.secret,
             json.dumps(hook.event_types) if hook.event_types else None,
             json.dumps(hook.workflows) if hook.workflows else None, hook.cursor, hook.created_at,
+            json.dumps(hook.headers) if hook.headers else None, hook.timeout, 1 if hook.paused else 0,
         ),
         write=True,
     )  # fmt: skip
@@ -71,15 +76,30 @@ async def remove_webhook(store: Store, namespace: str, webhook_id: str) -> bool:
     return bool(rows)
 
 
+async def set_paused(store: Store, namespace: str, webhook_id: str, paused: bool) -> bool:
+    """Pause or resume deliveries; events keep accumulating after the cursor while paused."""
+    rows = await store.sql(
+        "UPDATE plait_webhooks SET paused = ? WHERE namespace = ? AND id = ? RETURNING id",
+        (1 if paused else 0, namespace, webhook_id),
+        write=True,
+    )
+    return bool(rows)
+
+
+async def is_paused(store: Store, webhook_id: str) -> bool:
+    rows = await store.sql("SELECT paused FROM plait_webhooks WHERE id = ?", (webhook_id,))
+    return bool(rows and rows[0][0])
+
+
 async def claim_webhooks(
     store: Store, namespace: str, owner: str, wall_now: float, lease_until: float
 ) -> list[WebhookRow]:
-    """Lease the namespace's webhooks nobody else delivers for, so each event goes out from one process."""
+    """Lease the namespace's unpaused webhooks nobody else delivers for, so each event goes out from one process."""
     # A read first: with no webhooks (the usual case) the dispatcher's poll must not cost a write.
-    if not await store.sql("SELECT 1 FROM plait_webhooks WHERE namespace = ? LIMIT 1", (namespace,)):
+    if not await store.sql("SELECT 1 FROM plait_webhooks WHERE namespace = ? AND paused = 0 LIMIT 1", (namespace,)):
         return []
     rows = await store.sql(
-        "UPDATE plait_webhooks SET owner = ?, lease_expires_at = ? WHERE namespace = ? "
+        "UPDATE plait_webhooks SET owner = ?, lease_expires_at = ? WHERE namespace = ? AND paused = 0 "
         "AND (owner IS NULL OR owner = ? OR lease_expires_at < ?) "
         f"RETURNING {_WEBHOOK_COLUMNS}",
         (owner, lease_until, namespace, owner, wall_now),

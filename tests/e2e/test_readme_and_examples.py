@@ -55,3 +55,24 @@ def test_lead_notifier_document_example_runs(tmp_path: Path) -> None:
         out.strip() == "document version 1: {'company': 'Example', 'notified': 'New lead: Example (ada@example.com)'}"
     )
     assert "xoxb-example" not in (tmp_path / "plait-documents.db").read_bytes().decode("utf-8", "replace")
+
+
+def test_email_campaign_example_runs_by_http_and_cron(tmp_path: Path) -> None:
+    out = run_python(ROOT / "examples" / "email_campaign.py", tmp_path).splitlines()
+    assert out[0] == (
+        "http: {'subject': 'Your trial', 'sent': 3, "
+        "'recipients': ['ada@example.com', 'grace@example.com', 'linus@example.com']}"
+    )
+    assert re.fullmatch(r"cron: next \d{4}-\d\d-\d\dT0[78]:00:00\+00:00", out[1]), out[1]  # Monday 09:00 in Paris
+    assert out[2] == "cron: {'subject': 'We miss you', 'sent': 1, 'recipients': ['ken@example.com']}"
+
+
+def test_drip_campaign_example_retries_hooks_children_and_triggers(tmp_path: Path) -> None:
+    out = run_python(ROOT / "examples" / "drip_campaign.py", tmp_path).splitlines()
+    assert out == [
+        "sent: [('ada@example.com', 1), ('grace@example.com', 2), ('linus@example.com', 1)]",
+        "summary: spring-launch: 3 sent, retried ['grace@example.com']",
+        "child runs: 3",
+        "hooks: {'created:campaign_summary': 1, 'created:drip_campaign': 1, 'finished:campaign_summary': 1, "
+        "'finished:deliver': 3, 'finished:drip_campaign': 1, 'step_error:deliver': 1}",
+    ]

@@ -241,7 +241,7 @@ class WebhookDispatcher:
                     await _read_at_most(response, MAX_RESPONSE_BYTES)
                     status = response.status_code
         except TimeoutError:
-            return f"no complete answer within {timeout:g}s"
+            return f"Timeout: no complete answer within {timeout:g}s"
         except Exception as exc:  # noqa: BLE001 - any failure of the request is a failed delivery, retried
             return f"{type(exc).__name__}: {exc}"
         finally:

@@ -13,6 +13,8 @@ from plait.usage.models import UsageRow
 
 
 class RaiseBudget(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [{"max_cost": 5.0}, {"max_tokens": 200000}]}}
+
     max_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     max_tokens: int | None = Field(default=None, ge=0)
 

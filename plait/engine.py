@@ -23,6 +23,7 @@ from plait.documents.registry import EnvAllowList
 from plait.documents.secrets import SecretSource
 from plait.engine_documents import DocumentsMixin
 from plait.engine_feeds import FeedsMixin
+from plait.engine_planning import PlanningMixin
 from plait.engine_schedules import SchedulesMixin
 from plait.engine_signals import SignalsMixin
 from plait.engine_triggers import CompletionTrigger, TriggersMixin
@@ -40,6 +41,7 @@ from plait.ids import is_valid_run_id
 from plait.loop_thread import LoopThread
 from plait.new_runs import new_run_row
 from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
+from plait.planning.plan import Plan
 from plait.queues import Queue
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.store import open_store
@@ -58,7 +60,7 @@ T = TypeVar("T")
 DEFAULT_URL = "sqlite:///plait.db"
 
 
-class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin):
+class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin, PlanningMixin):
     """Runs workflows durably on a database (SQLite by default).
 
     ``url`` defaults to ``PLAIT_DATABASE_URL``, else ``sqlite:///plait.db``.
@@ -360,6 +362,18 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
     @overload
     def start(
         self,
+        workflow: Plan,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[Any]: ...
+    @overload
+    def start(
+        self,
         workflow: str,
         input: Any,
         *,
@@ -371,7 +385,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
     ) -> RunHandle[Any]: ...
     def start(
         self,
-        workflow: Workflow[Any, Any] | str,
+        workflow: Workflow[Any, Any] | str | Plan,
         input: Any,
         *,
         run_id: str | None = None,
@@ -387,8 +401,15 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         input returns the existing run; reused with another workflow or input
         it raises IdempotencyConflict.
         """
+        if isinstance(workflow, Plan):  # a plan runs its recipe's body and records the recipe
+            body, input, metadata = self._plan_target(workflow, input, metadata)
+            return self.start(
+                body, input, run_id=run_id, idempotency_key=idempotency_key, priority=priority, delay=delay,
+                metadata=metadata,
+            )  # fmt: skip
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = self._loop.run(self._stored_document_workflow(workflow))
+        assert not isinstance(workflow, Plan)  # plans returned above
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
         row = self._loop.run(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
@@ -408,6 +429,18 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
     @overload
     async def astart(
         self,
+        workflow: Plan,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[Any]: ...
+    @overload
+    async def astart(
+        self,
         workflow: str,
         input: Any,
         *,
@@ -419,7 +452,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
     ) -> RunHandle[Any]: ...
     async def astart(
         self,
-        workflow: Workflow[Any, Any] | str,
+        workflow: Workflow[Any, Any] | str | Plan,
         input: Any,
         *,
         run_id: str | None = None,
@@ -429,8 +462,15 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         metadata: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]:
         """Async twin of ``start``."""
+        if isinstance(workflow, Plan):  # a plan runs its recipe's body and records the recipe
+            body, input, metadata = await asyncio.to_thread(self._plan_target, workflow, input, metadata)
+            return await self.astart(
+                body, input, run_id=run_id, idempotency_key=idempotency_key, priority=priority, delay=delay,
+                metadata=metadata,
+            )  # fmt: skip
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = await self._loop.run_async(self._stored_document_workflow(workflow))
+        assert not isinstance(workflow, Plan)  # plans returned above
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata)
         row = await self._loop.run_async(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
@@ -521,9 +561,13 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         waiting_for_version: bool = False,
         limit: int = 50,
         cursor: str | None = None,
+        recipe: str | None = None,
     ) -> Page[Run]:
-        """Runs newest first. ``waiting_for_version=True`` finds runs no worker can execute."""
-        return self._loop.run(self._list_runs(workflow, status, waiting_for_version, limit, cursor))
+        """Runs newest first. ``waiting_for_version=True`` finds runs no worker can execute.
+
+        ``recipe`` keeps the runs started from plans of that recipe id.
+        """
+        return self._loop.run(self._list_runs(workflow, status, waiting_for_version, limit, cursor, recipe))
 
     async def alist_runs(
         self,
@@ -533,8 +577,9 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         waiting_for_version: bool = False,
         limit: int = 50,
         cursor: str | None = None,
+        recipe: str | None = None,
     ) -> Page[Run]:
-        return await self._loop.run_async(self._list_runs(workflow, status, waiting_for_version, limit, cursor))
+        return await self._loop.run_async(self._list_runs(workflow, status, waiting_for_version, limit, cursor, recipe))
 
     async def _list_runs(
         self,
@@ -543,6 +588,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
         waiting_for_version: bool,
         limit: int,
         cursor: str | None,
+        recipe: str | None = None,
     ) -> Page[Run]:
         if not 1 <= limit <= 1000:
             raise InputValidationError("limit must be between 1 and 1000")
@@ -553,6 +599,7 @@ class Engine(FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsM
             workflow_id=workflow.id if isinstance(workflow, Workflow) else workflow,
             status=None if status is None else str(status),
             waiting_for_version=waiting_for_version,
+            recipe=recipe,
         )
         rows = await self._store.list_runs(self.namespace, where, limit + 1, after)
         more = len(rows) > limit

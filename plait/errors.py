@@ -18,6 +18,8 @@
     ├── StoreUnavailable          store.unavailable
     ├── LeaseLost                 lease.lost
     ├── DocumentInvalid           document.invalid
+    ├── PlanError                 plan.invalid
+    │   └── NoRecipeMatched       plan.no_recipe
     └── IdempotencyConflict       run.idempotency_conflict
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
@@ -174,6 +176,28 @@ class DocumentInvalid(PlaitError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "details": self.problems}
+
+
+class PlanError(PlaitError):
+    """A recipe, a hint or a plan is wrong (unknown operator or step, duplicate recipe, refused skip).
+
+    ``details`` says which recipe, condition or step, for the API and the CLI.
+    """
+
+    code = "plan.invalid"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "details": self.details}
+
+
+class NoRecipeMatched(PlanError):
+    """No recipe of the workflow holds on the input; ``details["candidates"]`` lists each with its failed conditions."""
+
+    code = "plan.no_recipe"
 
 
 class RunCancelledSignal(BaseException):

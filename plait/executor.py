@@ -32,6 +32,7 @@ from plait.errors import (
 )
 from plait.hooks import HookInfo, HookRunner, Observer
 from plait.payloads import Codec, PydanticSerializationError, dump_any, jsonable, type_name
+from plait.planning.marks import planned_skips
 from plait.run_log import RunLog, public_error
 from plait.steps import Step, takes_context
 from plait.store.base import FOREVER, Lease, NewEvent, Park, RunRow, StepRow, Store, WaitRow
@@ -136,6 +137,7 @@ class RunExecution:
         self.run_id = run.id
         self.workflow_input: Any = workflow.input_codec.load(run.input)
         self.outputs_by_step: dict[str, str] = {}
+        self.planned_skips = planned_skips(run.metadata)  # steps the run's plan skips (plait.Plan)
         self.cancelled = False
         self._resolved: dict[str, StepRow] = {}
         self._failed_attempts: dict[str, int] = {}
@@ -493,6 +495,11 @@ class RunExecution:
         raise StepFailure(error)
 
     async def _run_step(self, step: Step[Any, Any], key: str, value: Any) -> Any:
+        if step.id in self.planned_skips:  # the plan skips it: recorded skipped, its input handed on
+            passthrough, attempt = dump_any(value), self._next_attempt(key)
+            started = self.host.clock.now().timestamp()
+            await self._record(key, step.id, attempt, "skipped", passthrough, passthrough, None, started)
+            return value
         if step.approval_codec is not None:
             return await self._run_approval(step, key)
         options = step.options

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from plait.errors import RunCancelled, RunFailed
+from plait.planning.marks import recipe_of
 from plait.store.base import EventRow, RunRow, StepRow
 
 if TYPE_CHECKING:
@@ -98,10 +99,15 @@ class Run(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    recipe: str | None = None
+    variant: str | None = None
 
     @classmethod
     def from_row(cls, row: RunRow) -> Run:
+        mark = recipe_of(row.metadata)  # a run started from a plan names its recipe and variant
         return cls(
+            recipe=mark.get("id") if mark else None,
+            variant=mark.get("variant") if mark else None,
             id=row.id,
             workflow_id=row.workflow_id,
             workflow_version=row.workflow_version,

@@ -23,6 +23,8 @@ STATUS_BY_CODE = {
     "lease.lost": 409,
     "run.idempotency_conflict": 409,
     "document.invalid": 422,
+    "plan.invalid": 422,
+    "plan.no_recipe": 422,
 }
 
 

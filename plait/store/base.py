@@ -204,6 +204,7 @@ class RunFilter:
     status: str | None = None
     waiting_for_version: bool = False
     parent_run_id: str | None = None
+    recipe: str | None = None  # the recipe id a plan recorded in the run's metadata
 
 
 class Store(Protocol):

@@ -255,6 +255,9 @@ class PostgresStore:
         if where.parent_run_id is not None:
             clauses.append("parent_run_id = %s")
             params.append(where.parent_run_id)
+        if where.recipe is not None:
+            clauses.append("metadata::jsonb -> 'plait.recipe' ->> 'id' = %s")
+            params.append(where.recipe)
         if after is not None:
             clauses.append("(created_at, id) < (%s, %s)")
             params.extend([after[0], after[1]])

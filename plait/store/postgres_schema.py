@@ -218,3 +218,16 @@ MIGRATIONS.append(
     );
     """
 )
+
+MIGRATIONS.append(
+    # 9 (recipes and the planner): stored recipes with document bodies, shared by every process.
+    """
+    CREATE TABLE plait_recipes (
+        namespace TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, id)
+    );
+    """
+)

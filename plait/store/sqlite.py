@@ -155,6 +155,9 @@ class SQLiteStore(SQLiteConnection):
         if where.parent_run_id is not None:
             clauses.append("parent_run_id = ?")
             params.append(where.parent_run_id)
+        if where.recipe is not None:
+            clauses.append("json_extract(metadata, '$.\"plait.recipe\".id') = ?")
+            params.append(where.recipe)
         if after is not None:
             clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
             params.extend([after[0], after[0], after[1]])

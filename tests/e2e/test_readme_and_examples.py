@@ -55,3 +55,17 @@ def test_lead_notifier_document_example_runs(tmp_path: Path) -> None:
         out.strip() == "document version 1: {'company': 'Example', 'notified': 'New lead: Example (ada@example.com)'}"
     )
     assert "xoxb-example" not in (tmp_path / "plait-documents.db").read_bytes().decode("utf-8", "replace")
+
+
+def test_data_pipeline_recipes_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "data_pipeline.py"
+    shutil.copy(ROOT / "examples" / "data_pipeline.py", script)
+    lines = run_python(script, tmp_path).strip().splitlines()
+    assert lines[0].startswith("small: recipe 'pipeline-fast'")
+    assert lines[1].startswith("large: recipe 'pipeline-thorough'")
+    assert lines[2].startswith("medium: recipe 'pipeline-default'")
+    assert lines[4] == "run thorough: count=3 total=14.3"  # -1 kept: 'clean' was skipped
+    assert "('clean', 'skipped')" in lines[5]
+    assert lines[6].startswith("refused: cannot skip 'score': 'summarize_scored' needs its output (Scored)")
+    assert lines[7] == "before any fast run: no history: no succeeded run of recipe 'pipeline-fast' yet"
+    assert lines[8] == "after: 3 runs of pipeline-fast; 3 listed"

@@ -28,6 +28,7 @@ from plait.engine_artifacts import ArtifactsMixin
 from plait.engine_documents import DocumentsMixin
 from plait.engine_execute import ExecuteMixin
 from plait.engine_feeds import FeedsMixin
+from plait.engine_planning import PlanningMixin
 from plait.engine_schedules import SchedulesMixin
 from plait.engine_signals import SignalsMixin
 from plait.engine_triggers import CompletionTrigger, TriggersMixin
@@ -47,6 +48,7 @@ from plait.ids import is_valid_run_id
 from plait.loop_thread import LoopThread
 from plait.new_runs import new_run_row, spec_run_row
 from plait.payloads import DEFAULT_MAX_PAYLOAD_BYTES, dump_any, validate_input
+from plait.planning.plan import Plan
 from plait.queues import Queue
 from plait.runs import Page, Run, RunHandle, RunStatus, StepRecord, outcome
 from plait.specs import Spec
@@ -74,7 +76,15 @@ RunOrder = Literal["-created", "created", "-finished"]
 
 
 class Engine(
-    FeedsMixin, SignalsMixin, SchedulesMixin, TriggersMixin, DocumentsMixin, UsageMixin, ExecuteMixin, ArtifactsMixin
+    FeedsMixin,
+    SignalsMixin,
+    SchedulesMixin,
+    TriggersMixin,
+    DocumentsMixin,
+    UsageMixin,
+    ExecuteMixin,
+    ArtifactsMixin,
+    PlanningMixin,
 ):
     """Runs workflows durably on a database (SQLite by default).
 
@@ -426,6 +436,18 @@ class Engine(
     @overload
     def start(
         self,
+        workflow: Plan,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[Any]: ...
+    @overload
+    def start(
+        self,
         workflow: str,
         input: Any,
         *,
@@ -439,7 +461,7 @@ class Engine(
     ) -> RunHandle[Any]: ...
     def start(
         self,
-        workflow: Workflow[Any, Any] | Spec[Any, Any] | str,
+        workflow: Workflow[Any, Any] | Spec[Any, Any] | str | Plan,
         input: Any,
         *,
         run_id: str | None = None,
@@ -462,8 +484,15 @@ class Engine(
         steps their settings by step id (``{"summarize": {"max_length": 100}}``),
         validated like the input and stored with the run.
         """
+        if isinstance(workflow, Plan):  # a plan runs its recipe's body and records the recipe
+            body, input, metadata = self._plan_target(workflow, input, metadata)
+            return self.start(
+                body, input, run_id=run_id, idempotency_key=idempotency_key, priority=priority, delay=delay,
+                metadata=metadata, budget=budget, config=config,
+            )  # fmt: skip
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = self._loop.run(self._stored_document_workflow(workflow))
+        assert not isinstance(workflow, Plan)  # plans returned above
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget, config)
         row = self._loop.run(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
@@ -498,6 +527,18 @@ class Engine(
     @overload
     async def astart(
         self,
+        workflow: Plan,
+        input: Any,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        priority: int = 0,
+        delay: timedelta | float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RunHandle[Any]: ...
+    @overload
+    async def astart(
+        self,
         workflow: str,
         input: Any,
         *,
@@ -511,7 +552,7 @@ class Engine(
     ) -> RunHandle[Any]: ...
     async def astart(
         self,
-        workflow: Workflow[Any, Any] | Spec[Any, Any] | str,
+        workflow: Workflow[Any, Any] | Spec[Any, Any] | str | Plan,
         input: Any,
         *,
         run_id: str | None = None,
@@ -523,8 +564,15 @@ class Engine(
         config: Mapping[str, Any] | None = None,
     ) -> RunHandle[Any]:
         """Async twin of ``start``."""
+        if isinstance(workflow, Plan):  # a plan runs its recipe's body and records the recipe
+            body, input, metadata = await asyncio.to_thread(self._plan_target, workflow, input, metadata)
+            return await self.astart(
+                body, input, run_id=run_id, idempotency_key=idempotency_key, priority=priority, delay=delay,
+                metadata=metadata, budget=budget, config=config,
+            )  # fmt: skip
         if self._is_document_target(workflow):  # a document, or the id of a stored one
             workflow = await self._loop.run_async(self._stored_document_workflow(workflow))
+        assert not isinstance(workflow, Plan)  # plans returned above
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget, config)
         row = await self._loop.run_async(self._create(new, run_id_given=run_id is not None))
         return RunHandle(self, row.id)
@@ -647,6 +695,7 @@ class Engine(
         idempotency_key: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        recipe: str | None = None,
     ) -> Page[Run]:
         """Runs in ``order``: "-created" (newest first), "created" or "-finished" (unfinished last).
 
@@ -654,9 +703,12 @@ class Engine(
         runs of that run. Pass ``next_cursor`` back as ``cursor`` for the next
         page (with the same filters and order). ``waiting_for_version=True``
         finds runs no worker can execute; ``idempotency_key`` finds the run
-        started with that key (``parent_run_id`` is another name for ``parent``).
+        started with that key (``parent_run_id`` is another name for ``parent``);
+        ``recipe`` keeps the runs started from plans of that recipe id.
         """
-        where = _run_filter(workflow, status, parent or parent_run_id, order, waiting_for_version, idempotency_key)
+        where = _run_filter(
+            workflow, status, parent or parent_run_id, order, waiting_for_version, idempotency_key, recipe
+        )
         return self._loop.run(self._list_runs(where, limit, cursor))
 
     async def alist_runs(
@@ -671,9 +723,12 @@ class Engine(
         idempotency_key: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        recipe: str | None = None,
     ) -> Page[Run]:
         """Async twin of ``list_runs``."""
-        where = _run_filter(workflow, status, parent or parent_run_id, order, waiting_for_version, idempotency_key)
+        where = _run_filter(
+            workflow, status, parent or parent_run_id, order, waiting_for_version, idempotency_key, recipe
+        )
         return await self._loop.run_async(self._list_runs(where, limit, cursor))
 
     async def _list_runs(self, where: RunFilter, limit: int, cursor: str | None) -> Page[Run]:
@@ -897,6 +952,7 @@ def _run_filter(
     order: str,
     waiting_for_version: bool,
     idempotency_key: str | None = None,
+    recipe: str | None = None,
 ) -> RunFilter:
     """The store's filter, with every argument checked (InputValidationError naming the bad one)."""
     statuses = [] if status is None else [status] if isinstance(status, str) else list(status)
@@ -913,6 +969,7 @@ def _run_filter(
         parent_run_id=parent,
         order=order,
         idempotency_key=idempotency_key,
+        recipe=recipe,
     )
 
 

@@ -24,7 +24,9 @@
     ├── ResultTimeout             run.result_timeout   (also a TimeoutError)
     ├── InternalError             internal.error
     ├── ArtifactNotFound          artifact.not_found
-    └── ArtifactInvalid           artifact.invalid
+    ├── ArtifactInvalid           artifact.invalid
+    └── PlanError                 plan.invalid
+        └── NoRecipeMatched       plan.no_recipe
 
 RunCancelledSignal (a BaseException) is internal: it unwinds a cancelled run.
 
@@ -207,6 +209,28 @@ class ArtifactInvalid(PlaitError):
     """An artifact key or value cannot be stored: a bad key, data that is not bytes, text or JSON, no blob store."""
 
     code = "artifact.invalid"
+
+
+class PlanError(PlaitError):
+    """A recipe, a hint or a plan is wrong (unknown operator or step, duplicate recipe, refused skip).
+
+    ``details`` says which recipe, condition or step, for the API and the CLI.
+    """
+
+    code = "plan.invalid"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "details": self.details}
+
+
+class NoRecipeMatched(PlanError):
+    """No recipe of the workflow holds on the input; ``details["candidates"]`` lists each with its failed conditions."""
+
+    code = "plan.no_recipe"
 
 
 class RunCancelledSignal(BaseException):

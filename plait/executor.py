@@ -35,6 +35,7 @@ from plait.errors import (
 from plait.failures import describe_error, exception_text
 from plait.hooks import HookInfo, HookRunner, Observer
 from plait.payloads import UNSTORABLE, Codec, dump_any, jsonable, type_name, validation_summary
+from plait.planning.marks import planned_skips
 from plait.run_log import RunLog, public_error
 from plait.step_config import StepConfigs
 from plait.steps import Step, UserCodeExit, takes_context
@@ -144,6 +145,7 @@ class RunExecution:
         self.run_id = run.id
         self.workflow_input: Any = workflow.input_codec.load(run.input)
         self.outputs_by_step: dict[str, str] = {}
+        self.planned_skips = planned_skips(run.metadata)  # steps the run's plan skips (plait.Plan)
         self.cancelled = False
         # The workflow's timeout counts from the run's creation, or from its last engine.retry.
         self.deadline = None if workflow.timeout is None else (run.retried_at or run.created_at) + workflow.timeout
@@ -609,6 +611,11 @@ class RunExecution:
         raise StepFailure(error)
 
     async def _run_step(self, step: Step[Any, Any], key: str, value: Any) -> Any:
+        if step.id in self.planned_skips:  # the plan skips it: recorded skipped, its input handed on
+            passthrough, attempt = dump_any(value), self._next_attempt(key)
+            started = self.host.clock.now().timestamp()
+            await self._record(key, step.id, attempt, "skipped", passthrough, passthrough, None, started)
+            return value
         if step.approval_codec is not None:
             return await self._run_approval(step, key)
         options = step.options

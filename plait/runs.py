@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from plait.artifacts.model import Artifact
 from plait.errors import RunCancelled, RunFailed, StepOutputInvalid
 from plait.payloads import UNREADABLE_KEY, read_json, type_name, validation_summary
+from plait.planning.marks import recipe_of
 from plait.store.base import EventRow, RunRow, StepRow
 from plait.usage.models import Usage, nanos_to_cost
 
@@ -116,10 +117,15 @@ class Run(BaseModel):
     cancel_reason: str | None = None
     config: dict[str, Any] | None = None
     """The step settings the run was started with, by step id (only the fields given)."""
+    recipe: str | None = None
+    variant: str | None = None
 
     @classmethod
     def from_row(cls, row: RunRow) -> Run:
+        mark = recipe_of(row.metadata)  # a run started from a plan names its recipe and variant
         return cls(
+            recipe=mark.get("id") if mark else None,
+            variant=mark.get("variant") if mark else None,
             id=row.id,
             workflow_id=row.workflow_id,
             workflow_version=row.workflow_version,

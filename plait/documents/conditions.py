@@ -40,6 +40,32 @@ def evaluate(op: str, left: Any, right: Any = None) -> bool:
     raise ValueError(f"unknown condition operator {op!r}: use one of {', '.join(OPERATORS)}")
 
 
+MISSING: Final = object()
+"""What ``lookup_field`` gives for a path that leads nowhere (unlike a present null)."""
+
+
+def lookup_field(data: Any, path: str) -> Any:
+    """The value at dot path ``path`` (``"options.depth"``, ``"items.0"``) in JSON data, or ``MISSING``."""
+    for segment in path.split("."):
+        if isinstance(data, dict) and segment in data:
+            data = data[segment]
+        elif isinstance(data, list) and segment.isdigit() and int(segment) < len(data):
+            data = data[int(segment)]
+        else:
+            return MISSING
+    return data
+
+
+def field_holds(op: str, data: Any, path: str, right: Any = None) -> bool:
+    """Whether ``<field at path> <op> right`` holds on ``data``; a missing field matches only ``not_exists``."""
+    left = lookup_field(data, path)
+    if left is MISSING:
+        if op not in OPERATORS:
+            raise ValueError(f"unknown condition operator {op!r}: use one of {', '.join(OPERATORS)}")
+        return op == "not_exists"
+    return evaluate(op, left, right)
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 

@@ -25,6 +25,8 @@ STATUS_BY_CODE = {
     "document.invalid": 422,
     "artifact.not_found": 404,
     "artifact.invalid": 422,
+    "plan.invalid": 422,
+    "plan.no_recipe": 422,
 }
 
 

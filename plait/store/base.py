@@ -268,6 +268,7 @@ class RunFilter:
     idempotency_key: str | None = None
     statuses: tuple[str, ...] = ()
     order: str = "-created"
+    recipe: str | None = None  # the recipe id a plan recorded in the run's metadata
 
 
 class Store(Protocol):

@@ -312,3 +312,16 @@ MIGRATIONS.append(
     ALTER TABLE plait_webhooks ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
     """
 )
+
+MIGRATIONS.append(
+    # 14 (recipes and the planner): stored recipes with document bodies, shared by every process.
+    """
+    CREATE TABLE plait_recipes (
+        namespace TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, id)
+    );
+    """
+)

@@ -18,6 +18,13 @@ RUN_ORDERS: dict[str, tuple[str, str]] = {
 }
 
 
+# The recipe id a plan recorded in a run's metadata, in each backend's JSON dialect (by placeholder).
+_RECIPE_OF_RUN = {
+    "?": "json_extract(metadata, '$.\"plait.recipe\".id') = ?",
+    "%s": "metadata::jsonb -> 'plait.recipe' ->> 'id' = %s",
+}
+
+
 def sort_key_of(order: str, created_at: float, finished_at: float | None) -> float:
     """The value of a row's sort key under ``order``, for the cursor after it."""
     return (finished_at or 0.0) if order == "-finished" else created_at
@@ -42,6 +49,9 @@ def run_filter_sql(namespace: str, where: RunFilter, mark: str) -> tuple[list[st
     if where.idempotency_key is not None:
         clauses.append(f"idempotency_key = {mark}")
         params.append(where.idempotency_key)
+    if where.recipe is not None:
+        clauses.append(_RECIPE_OF_RUN[mark])
+        params.append(where.recipe)
     return clauses, params
 
 

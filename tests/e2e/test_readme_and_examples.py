@@ -76,3 +76,17 @@ def test_drip_campaign_example_retries_hooks_children_and_triggers(tmp_path: Pat
         "hooks: {'created:campaign_summary': 1, 'created:drip_campaign': 1, 'finished:campaign_summary': 1, "
         "'finished:deliver': 3, 'finished:drip_campaign': 1, 'step_error:deliver': 1}",
     ]
+
+
+def test_data_pipeline_recipes_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "data_pipeline.py"
+    shutil.copy(ROOT / "examples" / "data_pipeline.py", script)
+    lines = run_python(script, tmp_path).strip().splitlines()
+    assert lines[0].startswith("small: recipe 'pipeline-fast'")
+    assert lines[1].startswith("large: recipe 'pipeline-thorough'")
+    assert lines[2].startswith("medium: recipe 'pipeline-default'")
+    assert lines[4] == "run thorough: count=3 total=14.3"  # -1 kept: 'clean' was skipped
+    assert "('clean', 'skipped')" in lines[5]
+    assert lines[6].startswith("refused: cannot skip 'score': 'summarize_scored' needs its output (Scored)")
+    assert lines[7] == "before any fast run: no history: no succeeded run of recipe 'pipeline-fast' yet"
+    assert lines[8] == "after: 3 runs of pipeline-fast; 3 listed"

@@ -147,10 +147,10 @@ class Context:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, execution.loop))
 
     def suspend(self, payload: Any = None) -> NoReturn:
-        """Park the run (status ``suspended``) until ``run.resume(step_id, data)``.
+        """Park the run (status ``suspended``) until ``run.resume(step_id, reply)``.
 
         ``payload`` (JSON-able) tells whoever resumes what is needed. The step
-        then runs again from the top with ``ctx.resume_data`` set to the data.
+        then runs again from the top with ``ctx.resume_data`` set to the reply.
         """
         raise SuspendRequest(payload)
 

@@ -107,12 +107,12 @@ class SignalsMixin:
         what = f"approval '{step_id}' of run {run_id} was already decided; the first decision stands"
         return await self._deliver(row, approval_event(step_id), payload_json, None, "waiting", once, what)
 
-    def resume(self, run_id: str, step_id: str, data: Any = None) -> None:
-        """Continue a run suspended by ``ctx.suspend`` in ``step_id``; the step sees ``ctx.resume_data``."""
-        self._loop.run(self._resume(run_id, step_id, data))
+    def resume(self, run_id: str, step_id: str, payload: Any = None) -> None:
+        """Continue a run suspended in ``step_id``; the step reads ``payload`` as ``ctx.resume_data``."""
+        self._loop.run(self._resume(run_id, step_id, payload))
 
-    async def aresume(self, run_id: str, step_id: str, data: Any = None) -> None:
-        await self._loop.run_async(self._resume(run_id, step_id, data))
+    async def aresume(self, run_id: str, step_id: str, payload: Any = None) -> None:
+        await self._loop.run_async(self._resume(run_id, step_id, payload))
 
     async def _resume(self, run_id: str, step_id: str, data: Any) -> None:
         row, workflow = await self._run_and_workflow(run_id)

@@ -290,12 +290,12 @@ class RunHandle(Generic[O_co]):
     async def areject(self, step_id: str, reason: str = "") -> bool:
         return await self._engine.areject(self.id, step_id, reason)
 
-    def resume(self, step_id: str, data: Any = None) -> None:
-        """Continue this run, suspended in ``step_id``, with ``data``."""
-        self._engine.resume(self.id, step_id, data)
+    def resume(self, step_id: str, payload: Any = None) -> None:
+        """Continue this run, suspended in ``step_id``, with ``payload`` (the step sees it as ``ctx.resume_data``)."""
+        self._engine.resume(self.id, step_id, payload)
 
-    async def aresume(self, step_id: str, data: Any = None) -> None:
-        await self._engine.aresume(self.id, step_id, data)
+    async def aresume(self, step_id: str, payload: Any = None) -> None:
+        await self._engine.aresume(self.id, step_id, payload)
 
     def events(self, after: int = 0, *, follow: bool = True, poll: float = 0.05) -> Iterator[Event]:
         """The run's events after seq ``after``: its history, then new ones live until the run ends.

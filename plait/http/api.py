@@ -77,9 +77,11 @@ def create_app(
     app.add_middleware(RequestGuard, allowed_hosts=tuple(allowed_hosts))
     spaces = Namespaces(engine)
     app.state.namespaces = spaces
-    from plait.http.usage import usage_router  # it builds on this module's auth dependencies
+    from plait.http.schedules import schedules_router  # they build on this module's auth dependencies
+    from plait.http.usage import usage_router
 
     app.include_router(usage_router())
+    app.include_router(schedules_router())
 
     @app.get("/api/workflows", response_model=list[WorkflowInfo])
     async def list_workflows(who: Reader) -> list[WorkflowInfo]:

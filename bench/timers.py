@@ -96,7 +96,8 @@ def main() -> None:
     mean = statistics.mean(overshoot)
     print(f"(overshoot min {min(overshoot):.1f} ms, mean {mean:.1f} ms)")
     p99 = percentile(overshoot, 0.99)
-    print(f"target p99 overshoot of {args.timers} timers: {p99:.1f} ms (needs < 50 ms) {'met' if p99 < 50 else 'missed'}")
+    verdict = "met" if p99 < 50 else "missed"
+    print(f"target p99 overshoot of {args.timers} timers: {p99:.1f} ms (needs < 50 ms) {verdict}")
 
 
 if __name__ == "__main__":

@@ -765,15 +765,23 @@ class SQLiteStore(SQLiteConnection):
         return await self._write(prune)
 
     async def mark_waiting_for_version(self, namespace: str, refs: list[str], ready_before: float) -> int:
+        stranded = (
+            "WHERE namespace = ? AND status IN ('pending', 'waiting') AND owner IS NULL AND ready_at <= ? "
+            "AND status_message IS NULL "
+            "AND workflow_id || '@' || workflow_version NOT IN (SELECT value FROM json_each(?))"
+        )
+        params = (namespace, ready_before, json.dumps(refs))
+
         def mark(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
                 "UPDATE plait_runs SET status_message = 'waiting for a worker that has workflow ''' || workflow_id "
-                "|| ''' version ''' || workflow_version || ''' registered' "
-                "WHERE namespace = ? AND status IN ('pending', 'waiting') AND owner IS NULL AND ready_at <= ? "
-                "AND status_message IS NULL "
-                "AND workflow_id || '@' || workflow_version NOT IN (SELECT value FROM json_each(?))",
-                (namespace, ready_before, json.dumps(refs)),
+                f"|| ''' version ''' || workflow_version || ''' registered' {stranded}",
+                params,
             )
             return cursor.rowcount
 
+        # A plain read first: the worker asks on the first poll after each claim, and a write (the lock
+        # and an fsync) there would sit between the claimed runs' commits; there is rarely anything to mark.
+        if not self._read(f"SELECT 1 FROM plait_runs {stranded} LIMIT 1", params):
+            return 0
         return await self._write(mark)

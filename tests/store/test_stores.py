@@ -110,6 +110,23 @@ def test_writer_waits_for_another_process_lock_then_gives_a_clear_error(tmp_path
     assert asyncio.run(store.get_run("default", "waited")) is not None
 
 
+def test_marking_runs_stranded_without_a_version_takes_no_write_lock_when_none_are(tmp_path: Path) -> None:
+    # The worker asks on the first poll after each claim; with nothing to mark it must not wait for the lock.
+    path = tmp_path / "s.db"
+    store = SQLiteStore(str(path), lock_timeout=0.2)
+    asyncio.run(store.migrate())
+    asyncio.run(store.create_run(new_run("r1", owner=None)))
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    store._conn.execute("PRAGMA busy_timeout=10")
+    assert asyncio.run(store.mark_waiting_for_version("default", ["w@v"], 2.0)) == 0
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert asyncio.run(store.mark_waiting_for_version("default", ["other@v"], 2.0)) == 1
+    run = asyncio.run(store.get_run("default", "r1"))
+    assert run is not None and run.status_message is not None and "'w' version 'v'" in run.status_message
+
+
 def test_ten_processes_migrating_one_postgres_schema_migrate_once(postgres_url: str) -> None:
     code = (
         "import asyncio, sys; from plait.store.postgres import PostgresStore\n"

@@ -121,6 +121,14 @@ async def _search(engine: Engine, text: str) -> list[Run]:
 
 
 async def _load(engine: Engine, run_id: str) -> tuple[Run, list[StepRecord], list[Event]]:
+    run, steps, events, _ = await _load_all(engine, run_id, artifacts=False)
+    return run, steps, events
+
+
+async def _load_all(
+    engine: Engine, run_id: str, *, artifacts: bool = True
+) -> tuple[Run, list[StepRecord], list[Event], list[Any]]:
+    """The run, its step attempts, its first EVENTS_READ events and its artifacts (none on an engine without)."""
     handle = await engine.aget_run(run_id)
     run = await handle.ainfo()
     steps = await handle.asteps()
@@ -129,16 +137,8 @@ async def _load(engine: Engine, run_id: str) -> tuple[Run, list[StepRecord], lis
         events.append(event)
         if len(events) >= EVENTS_READ:
             break
-    return run, steps, events
-
-
-async def _artifacts(engine: Engine, run_id: str) -> list[Any]:
-    """The run's artifacts, or none on an engine without artifacts."""
-    handle = await engine.aget_run(run_id)
-    listing = getattr(handle, "aartifacts", None)
-    if listing is None:
-        return []
-    return list(await listing())
+    listing = getattr(handle, "aartifacts", None) if artifacts else None
+    return run, steps, events, [] if listing is None else list(await listing())
 
 
 def _plan(engine: Engine, run: Run) -> dict[str, Any] | None:
@@ -164,12 +164,14 @@ def _approval(engine: Engine, run: Run) -> tuple[str, Any] | None:
 
 async def run_page(request: Request, who: Viewer) -> Response:
     engine = who.engine
-    run, steps, events = await _load(engine, request.path_params["run_id"])
+    run, steps, events, artifacts = await _load_all(engine, request.path_params["run_id"])
     plan = _plan(engine, run)
     now = datetime.now(UTC)
     graph = layout(plan, views.step_statuses(run, steps, plan, events)) if plan else None
     bars, timeline_height = views.timeline(run, steps, events, now)
-    children = (await engine.alist_runs(parent_run_id=run.id, limit=50)).items
+    # Ordered by finish, not creation: SQLite then reads the parent index instead of walking every run
+    # newest first to find this run's children (73 ms against 0.2 ms with 100,000 runs).
+    children = (await engine.alist_runs(parent=run.id, order="-finished", limit=50)).items
     step_ids = [box.id for box in graph.boxes if box.kind != "terminal"] if graph else []
     step_list = views.step_views(steps, events)
     before = _int_param(request, "events_before")
@@ -191,7 +193,7 @@ async def run_page(request: Request, who: Viewer) -> Response:
         children=children,
         approval=_approval(engine, run),
         step_ids=step_ids,
-        artifacts=await _artifacts(engine, run.id),
+        artifacts=artifacts,
         config=getattr(run, "config", None) or {},
         preview=views.preview,
         duration=views.duration,
@@ -213,7 +215,7 @@ async def step_page(request: Request, who: Viewer) -> Response:
     """One step's attempts, logs, usage, config and artifacts (fetched when its panel opens on a long run)."""
     engine = who.engine
     key = request.path_params["key"]
-    run, steps, events = await _load(engine, request.path_params["run_id"])
+    run, steps, events, artifacts = await _load_all(engine, request.path_params["run_id"])
     found = [s for s in views.step_views(steps, events) if s.key == key]
     if not found:
         raise RunNotFound(f"run {run.id} has no step {key!r} that ran; open the run to see its steps")
@@ -225,7 +227,7 @@ async def step_page(request: Request, who: Viewer) -> Response:
         rid=quote(run.id, safe=""),
         s=found[0],
         graph=_plan(engine, run) is not None,
-        artifacts=await _artifacts(engine, run.id),
+        artifacts=artifacts,
         config=getattr(run, "config", None) or {},
         preview=views.preview,
         duration=views.duration,

@@ -25,7 +25,7 @@ from plait.steps import Step
 PAGE_SIZE = 50
 EVENTS_READ = 5000  # read for the graph, the timeline and the waits; a run with more shows its first 5000
 EVENTS_PAGE = 100  # shown per page of the event history, newest first
-TEXT_SCAN = 2000  # runs read per text search request (input/output text has no index)
+TEXT_SCAN = 1000  # runs read per text search request (input/output text has no index)
 INLINE_STEPS = 20  # a run with more step keys renders each step's details when it is opened
 BULK_LIMIT = 10_000
 

@@ -220,6 +220,9 @@ def test_login_cookie_csrf_read_scope_and_other_namespace(browser: Browser, dash
     assert dash.engine.get_run(failed.id).status == "failed"
     page.goto("/")
     assert page.locator('button:text("Retry selected")').count() == 0
+    for path in ("/usage", "/documents", "/workflows", f"/runs/{failed.id}/steps/charge"):
+        page.goto(path)
+        assert page.locator("main form[method=post]").count() == 0, path
 
     page.click('button:text("Log out")')
     page.fill('input[name="token"]', writer)
@@ -254,10 +257,18 @@ def test_pages_render_on_postgres(postgres_url: str) -> None:
         switch["fail"] = False
         run = dash.engine.start(checkout, {"customer": "pg", "amount": 5})
         run.result(10)
-        for path in ("/", f"/runs/{run.id}", "/workflows/checkout", "/schedules", "/webhooks", "/?status=succeeded"):
+        dash.engine.start(priced, "pg").result(10)
+        dash.engine.save_document(
+            {"id": "doc", "blocks": [{"id": "nap", "type": "wait.duration", "params": {"seconds": 0}}]}
+        )
+        pages = ["/", f"/runs/{run.id}", "/workflows/checkout", "/schedules", "/webhooks", "/?status=succeeded"]
+        pages += ["/?text=pg", "/?after=2001-01-01T00:00", f"/runs/{run.id}/steps/charge", "/workflows"]
+        pages += ["/documents", "/documents/doc", "/usage?since=all"]
+        for path in pages:
             response = httpx.get(dash.url + path)
             assert response.status_code == 200, path
         assert 'data-status="succeeded"' in httpx.get(f"{dash.url}/runs/{run.id}").text
+        assert "gpt-4o" in httpx.get(f"{dash.url}/usage?since=all").text
 
 
 def test_runs_page_cost_time_filter_text_search_and_cancel_reason(page: Page, dash: Dashboard) -> None:

@@ -108,7 +108,10 @@ def main() -> None:
                 "runs page (first)": "/",
                 "runs page (workflow + status filter)": "/?workflow=short&status=failed",
                 "runs page (search by idempotency key)": "/?q=seed-5000",
+                "runs page (started before a time)": "/?before=2001-01-01T00:00",
+                "runs page (text search, reads 1000 runs)": "/?text=no-such-text",
                 f"run page ({len(long.nodes)} steps)": f"/runs/{long_run.id}",
+                "one step's details (opened on that page)": f"/runs/{long_run.id}/steps/s100",
             }
             print(f"{'page':44} {'p50 ms':>8} {'p99 ms':>8} {'KB':>6}")
             with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:

@@ -181,12 +181,12 @@ async def logout(request: Request) -> Response:
 
 def mount_dashboard(app: FastAPI) -> None:
     """Serve the dashboard at ``/`` on the API's app (same engine functions, same tokens)."""
-    from plait.dashboard import pages_more, pages_runs
+    from plait.dashboard import pages_documents, pages_more, pages_runs, pages_usage
 
     app.state.dashboard_hub = Hub()
     app.mount("/static", StaticFiles(packages=[("plait.dashboard", "static")]), name="dashboard-static")
     app.add_route("/login", login_page, methods=["GET"], include_in_schema=False)
     app.add_route("/login", login, methods=["POST"], include_in_schema=False)
     app.add_route("/logout", logout, methods=["POST"], include_in_schema=False)
-    for path, page, methods in [*pages_runs.ROUTES, *pages_more.ROUTES]:
+    for path, page, methods in [*pages_runs.ROUTES, *pages_more.ROUTES, *pages_documents.ROUTES, *pages_usage.ROUTES]:
         app.add_route(path, guarded(page), methods=methods, include_in_schema=False)

@@ -18,8 +18,21 @@ STATS_SAMPLE = 200
 
 
 async def workflows_page(request: Request, who: Viewer) -> Response:
-    workflows = sorted(who.engine.workflows(), key=lambda w: w.id)
-    return render(request, who, "workflows.html", workflows=workflows)
+    """Registered workflows (written in code or compiled from documents), stored documents and specs."""
+    engine = who.engine
+    workflows = sorted(engine.workflows(), key=lambda w: w.id)
+    from_documents: set[str] = set(getattr(engine, "_document_ids", set()))
+    # Specs (a workflow's contract without its code) exist on engines that have them.
+    specs = sorted(getattr(engine, "_specs", {}).values(), key=lambda s: (s.id, s.version))
+    return render(
+        request,
+        who,
+        "workflows.html",
+        workflows=workflows,
+        from_documents=from_documents,
+        documents=sorted(await engine.adocuments(), key=lambda d: d.id),
+        specs=specs,
+    )
 
 
 async def workflow_page(request: Request, who: Viewer) -> Response:
@@ -40,6 +53,8 @@ async def workflow_page(request: Request, who: Viewer) -> Response:
         form=schema_form(workflow.input_codec.schema()),
         mermaid=workflow.to_mermaid(),
         duration=views.duration,
+        cost_text=views.cost_text,
+        from_document=workflow.id in getattr(who.engine, "_document_ids", set()),
     )
 
 

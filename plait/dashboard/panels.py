@@ -3,7 +3,7 @@
 A panel is a title, a template and a loader; the page shows it only when the
 loader returns something (``None`` hides it). A column is a header and a
 function of the run returning text (``None`` shows a dash). Features register
-theirs at import time, e.g. usage adds a "Cost" column and a run panel.
+theirs at import time, (the run metadata panel below is one).
 """
 
 from __future__ import annotations
@@ -68,9 +68,4 @@ def _metadata(run: Run, steps: list[StepRecord], events: list[Event]) -> Any:
     return run.metadata or None
 
 
-def _usage(key: str, attempts: list[StepRecord], events: list[Event]) -> Any:
-    return [e.payload for e in events if e.type == "step.usage"] or None
-
-
 RUN_PANELS.append(RunPanel("Metadata", "panels/json.html", _metadata))
-STEP_PANELS.append(StepPanel("Usage", "panels/usage.html", _usage))

@@ -60,11 +60,27 @@ async def settle(decision: plait.Approval[Review]) -> str:
     return f"approved={decision.approved} note={decision.data.note if decision.data else ''}"
 
 
+@plait.step
+async def think(ctx: plait.Context, prompt: str) -> str:
+    ctx.record_usage(model="gpt-4o", input_tokens=1000, output_tokens=200, cost=0.5)
+    if prompt == XSS:
+        ctx.record_usage(model=XSS, input_tokens=1, output_tokens=1, cost=0.25)
+    artifacts = getattr(ctx, "artifacts", None)  # engines with artifacts keep one per run
+    if artifacts is not None:
+        artifacts.put("notes/answer.txt", f"answer to {prompt}")
+    return f"answer to {prompt}"
+
+
+many_flow = plait.workflow("many", input=int)
+for _i in range(25):
+    many_flow = many_flow.then(plait.create_step(id=f"m{_i:02}", input=int, output=int, execute=lambda ctx, x: x + 1))
+many = many_flow.commit()
+priced = plait.workflow("priced", input=str).then(think).commit()
 checkout = plait.workflow("checkout", input=Order).then(prepare).then(charge).commit()
 payload = plait.workflow("payload", input=str).then(shout).commit()
 approvals = plait.workflow("approvals", input=int).then(plait.approval("review", schema=Review)).then(settle).commit()
 parked = plait.workflow("parked", input=int).wait_for_event("go", schema=Go).commit()
-WORKFLOWS = (checkout, payload, approvals, parked)
+WORKFLOWS = (checkout, payload, approvals, parked, priced, many)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from tests.e2e.dashboard_app import XSS, Dashboard, approvals, checkout, parked, payload, serve, switch
+from tests.e2e.dashboard_app import XSS, Dashboard, approvals, checkout, many, parked, payload, priced, serve, switch
 
 CHROMIUM = os.environ.get("PLAIT_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -220,6 +220,9 @@ def test_login_cookie_csrf_read_scope_and_other_namespace(browser: Browser, dash
     assert dash.engine.get_run(failed.id).status == "failed"
     page.goto("/")
     assert page.locator('button:text("Retry selected")').count() == 0
+    for path in ("/usage", "/documents", "/workflows", f"/runs/{failed.id}/steps/charge"):
+        page.goto(path)
+        assert page.locator("main form[method=post]").count() == 0, path
 
     page.click('button:text("Log out")')
     page.fill('input[name="token"]', writer)
@@ -254,7 +257,138 @@ def test_pages_render_on_postgres(postgres_url: str) -> None:
         switch["fail"] = False
         run = dash.engine.start(checkout, {"customer": "pg", "amount": 5})
         run.result(10)
-        for path in ("/", f"/runs/{run.id}", "/workflows/checkout", "/schedules", "/webhooks", "/?status=succeeded"):
+        dash.engine.start(priced, "pg").result(10)
+        dash.engine.save_document(
+            {"id": "doc", "blocks": [{"id": "nap", "type": "wait.duration", "params": {"seconds": 0}}]}
+        )
+        pages = ["/", f"/runs/{run.id}", "/workflows/checkout", "/schedules", "/webhooks", "/?status=succeeded"]
+        pages += ["/?text=pg", "/?after=2001-01-01T00:00", f"/runs/{run.id}/steps/charge", "/workflows"]
+        pages += ["/documents", "/documents/doc", "/usage?since=all"]
+        for path in pages:
             response = httpx.get(dash.url + path)
             assert response.status_code == 200, path
         assert 'data-status="succeeded"' in httpx.get(f"{dash.url}/runs/{run.id}").text
+        assert "gpt-4o" in httpx.get(f"{dash.url}/usage?since=all").text
+
+
+def test_runs_page_cost_time_filter_text_search_and_cancel_reason(page: Page, dash: Dashboard) -> None:
+    paid = dash.engine.start(priced, "needle in a haystack")
+    assert paid.result(10) == "answer to needle in a haystack"
+    other = dash.engine.start(priced, "plain hay")
+    other.result(10)
+    stopped = dash.engine.start(parked, 3)
+    dash.engine.cancel(stopped.id, reason=XSS)
+    page.on("dialog", lambda dialog: dialog.dismiss())
+    page.goto("/")
+    expect(page.locator(f'tr[data-run="{paid.id}"]')).to_contain_text("$0.5000")
+    expect(page.locator(f'tr[data-run="{stopped.id}"] .cancel-reason')).to_have_text(XSS)
+    assert page.evaluate("window.__pwned") is None
+
+    page.fill('input[name="text"]', "NEEDLE")
+    page.click("text=Filter")
+    expect(page.locator("table.runs tbody tr")).to_have_count(1)
+    expect(page.locator(f'tr[data-run="{paid.id}"]')).to_be_visible()
+    expect(page.locator("#scanned")).to_contain_text("latest 3 runs")
+
+    page.goto("/")
+    page.fill('input[name="before"]', "2001-01-01T00:00")
+    page.click("text=Filter")
+    expect(page.locator("table.runs tbody")).to_contain_text("No runs match")
+    page.fill('input[name="before"]', "")
+    page.fill('input[name="after"]', "2001-01-01T00:00")
+    page.click("text=Filter")
+    expect(page.locator("table.runs tbody tr")).to_have_count(3)
+
+    page.goto(f"/runs/{stopped.id}")
+    expect(page.locator("#cancel-reason")).to_have_text(XSS)
+    assert page.evaluate("window.__pwned") is None
+
+
+def test_run_page_usage_waits_lazy_steps_and_artifacts(page: Page, dash: Dashboard) -> None:
+    paid = dash.engine.start(priced, "why")
+    paid.result(10)
+    page.goto(f"/runs/{paid.id}")
+    expect(page.locator("#run-usage")).to_contain_text("1,000 in · 200 out · $0.5000 · gpt-4o")
+    page.locator("#step-think summary").click()
+    expect(page.locator("#step-think .usage")).to_contain_text("Usage: 1,000 in · 200 out · $0.5000 · gpt-4o")
+    if hasattr(paid, "artifacts"):  # engines with artifacts list them with a download link
+        link = page.locator('#artifacts a:text("notes/answer.txt")')
+        with page.expect_download() as download:
+            link.click()
+        assert Path(download.value.path()).read_text() == "answer to why"
+
+    waiting = dash.engine.start(parked, 4)
+    page.goto(f"/runs/{waiting.id}")
+    expect(page.locator("svg.timeline .bar.k-wait.s-waiting")).to_have_count(1)
+    expect(page.locator("svg.timeline .bar.k-wait title")).to_contain_text("event")
+    dash.engine.send_event(waiting.id, "go", {"ok": True})
+    expect(page.locator("h1 .status")).to_have_text("succeeded")  # live, then the wait is over
+    expect(page.locator("svg.timeline .bar.k-wait.s-waited")).to_have_count(1)
+
+    long_run = dash.engine.start(many, 0)
+    assert long_run.result(10) == 25
+    page.goto(f"/runs/{long_run.id}")
+    panel = page.locator("#step-m07")
+    expect(panel).to_have_attribute("data-lazy", re.compile("/steps/m07$"))
+    assert page.locator(".step-body").count() == 0  # a long run's page lists summaries only
+    node(page, "m07").click()  # a node picked on the graph opens its panel, which fetches its details
+    expect(panel.locator(".step-body")).to_contain_text("8")
+    expect(panel.locator('button:text("Rerun from m07")')).to_be_visible()
+
+
+def test_documents_and_usage_pages_escape_user_data(page: Page, dash: Dashboard) -> None:
+    document = {
+        "id": "greeter",
+        "description": XSS,
+        "blocks": [{"id": "pause", "type": "wait.duration", "params": {"seconds": 0}}],
+        "output": XSS,
+    }
+    assert dash.engine.save_document(document) == 1
+    patched = dash.engine.patch_document(
+        "greeter", [{"op": "update_block", "id": "pause", "params": {"seconds": 1}}], actor="llm"
+    )
+    assert patched.version == 2
+    dash.engine.start(priced, XSS).result(10)
+    page.on("dialog", lambda dialog: dialog.dismiss())
+
+    page.goto("/documents")
+    page.click('#documents a:text("greeter")')
+    expect(page.locator("#document-description")).to_have_text(XSS)
+    expect(page.locator("#blocks")).to_contain_text("wait.duration")
+    expect(page.locator("#versions tbody tr")).to_have_count(2)
+    expect(page.locator("#versions tbody tr").first).to_contain_text("update_block")
+    expect(page.locator("#versions tbody tr").first).to_contain_text("llm")
+    page.click('#versions a:text-is("1")')
+    expect(page.locator("h1")).to_contain_text("version 1 (latest is 2)")
+    expect(page.locator("#blocks")).to_contain_text('"seconds": 0')
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("main script, main img").count() == 0
+
+    page.goto("/workflows")
+    expect(page.locator("#workflow-documents")).to_contain_text("greeter")
+    page.goto("/workflows/priced")
+    expect(page.locator("#p50-cost")).to_have_text("$0.7500")
+
+    page.goto("/usage?since=all")
+    expect(page.locator("#usage-workflow")).to_contain_text("priced")
+    expect(page.locator("#usage-model")).to_contain_text("gpt-4o")
+    expect(page.locator("#usage-model")).to_contain_text(XSS)
+    expect(page.locator("#usage-day tbody tr")).to_have_count(1)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("main script, main img").count() == 0
+
+
+def test_tab_reaches_cancel_with_a_visible_focus_and_enter_presses_it(page: Page, dash: Dashboard) -> None:
+    waiting = dash.engine.start(parked, 5)
+    page.goto(f"/runs/{waiting.id}")
+    expect(page.locator("h1 .status")).to_have_text("waiting")
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Cancel":
+            break
+    else:
+        pytest.fail("Tab never reached the Cancel button")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", "")
+    page.keyboard.press("Enter")
+    expect(page.locator("h1 .status")).to_have_text("cancelled")

@@ -70,6 +70,22 @@
       .catch(function () { HTMLFormElement.prototype.submit.call(form); });
   });
 
+  // A long run's step panels are fetched when opened (the page itself lists only their summaries).
+  document.addEventListener("toggle", function (event) {
+    var panel = event.target;
+    var url = panel.getAttribute && panel.getAttribute("data-lazy");
+    if (!panel.open || !url || panel.hasAttribute("data-loaded")) { return; }
+    panel.setAttribute("data-loaded", "");
+    fetch(url, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        var slot = panel.querySelector(".lazy-slot");
+        var body = html && new DOMParser().parseFromString(html, "text/html").querySelector(".step-body");
+        if (slot && body) { slot.replaceWith(document.importNode(body, true)); }
+      })
+      .catch(function () { panel.removeAttribute("data-loaded"); });
+  }, true);
+
   // A node picked on the graph opens its step's panel (with "Rerun from here").
   function openTarget() {
     var target = location.hash ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;

@@ -116,8 +116,11 @@ def demo(
             f"and followed up; {len(runs)} runs ({sum(r.status == 'succeeded' for r in runs)} succeeded), "
             f"{steps} step attempts checkpointed, {len(emails)} emails in the sink."
         )
-        console.print(f"database: {root / 'plait.db'}   emails: {root / 'outbox'}   CRM: {root / 'crm.db'}")
-        console.print(f"look inside: plait runs show demo-batch --db {db_url}")
+        # soft_wrap: paths and the command stay on one line, so they can be copied whole.
+        console.print(
+            f"database: {root / 'plait.db'}   emails: {root / 'outbox'}   CRM: {root / 'crm.db'}", soft_wrap=True
+        )
+        console.print(f"look inside: plait runs show demo-batch --db {db_url}", soft_wrap=True)
     finally:
         controller.stop()
 

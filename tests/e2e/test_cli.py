@@ -48,6 +48,9 @@ def test_demo_completes_and_sends_every_email_once(tmp_path: Path, crash: bool) 
     assert "4 sign-ups welcomed and followed up" in done.stdout
     assert "8 emails in the sink" in done.stdout
     assert len(list((tmp_path / "demo" / "outbox").glob("*.eml"))) == 8
+    # The closing hint is one line, so it can be copied whole however narrow the output is.
+    db = f"sqlite:///{tmp_path / 'demo' / 'plait.db'}"
+    assert f"look inside: plait runs show demo-batch --db {db}\n" in done.stdout
     if crash:
         assert "killed process" in done.stdout and "resumed by the new process" in done.stdout
 

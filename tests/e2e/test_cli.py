@@ -28,10 +28,10 @@ engine.register(doubler, exploder)
 """
 
 
-def plait_cli(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def plait_cli(cwd: Path, *args: str, timeout: float = 120, columns: int = 200) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("plait")
     assert exe is not None, "the plait console script is not installed (pip install -e .)"
-    env = {**os.environ, "PLAIT_APP": "cliapp:engine", "COLUMNS": "200"}
+    env = {**os.environ, "PLAIT_APP": "cliapp:engine", "COLUMNS": str(columns)}
     return subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -43,7 +43,8 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("crash", [False, True])
 def test_demo_completes_and_sends_every_email_once(tmp_path: Path, crash: bool) -> None:
-    done = plait_cli(tmp_path, "demo", "--dir", str(tmp_path / "demo"), *(["--crash"] if crash else []))
+    # 80 columns, as a pipe or a small terminal gives: long paths must not break the closing hint.
+    done = plait_cli(tmp_path, "demo", "--dir", str(tmp_path / "demo"), *(["--crash"] if crash else []), columns=80)
     assert done.returncode == 0, done.stderr
     assert "4 sign-ups welcomed and followed up" in done.stdout
     assert "8 emails in the sink" in done.stdout

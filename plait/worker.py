@@ -235,17 +235,19 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self._lease_seconds / 3)
-            try:
-                cancelled = await self.store.heartbeat(
-                    self.namespace, self.owner, list(self._active), self.lease_until()
-                )
-            except StoreUnavailable as exc:
-                log.warning("plait worker %s: heartbeat failed: %s", self.owner, exc)
-                continue
-            except Exception:  # a dead heartbeat would let every lease of this process expire
-                log.exception("plait worker %s: heartbeat failed", self.owner)
-                continue
-            self.cancel_local(cancelled)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        """Extend the leases of the runs in flight here, and stop those cancelled meanwhile."""
+        try:
+            cancelled = await self.store.heartbeat(self.namespace, self.owner, list(self._active), self.lease_until())
+        except StoreUnavailable as exc:
+            log.warning("plait worker %s: heartbeat failed: %s", self.owner, exc)
+            return
+        except Exception:  # a dead heartbeat would let every lease of this process expire
+            log.exception("plait worker %s: heartbeat failed", self.owner)
+            return
+        self.cancel_local(cancelled)
 
     # -- executing -----------------------------------------------------------
 
@@ -472,14 +474,7 @@ class Worker:
         while not task.done():
             await asyncio.wait([task], timeout=self._lease_seconds / 3)
             if not task.done():
-                try:
-                    cancelled = await self.store.heartbeat(
-                        self.namespace, self.owner, list(self._active), self.lease_until()
-                    )
-                except StoreUnavailable as exc:
-                    log.warning("plait worker %s: heartbeat failed: %s", self.owner, exc)
-                    continue
-                self.cancel_local(cancelled)
+                await self._beat()
         return True
 
     async def start_child(self, parent: RunRow, step_key: str, workflow: Any, input: Any, key: str | None) -> Any:

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from plait.step_threads import StepThreads
+
 T = TypeVar("T")
 
 
@@ -20,9 +22,11 @@ class LoopThread:
 
     def __init__(self, name: str, max_threads: int) -> None:
         self.loop = asyncio.new_event_loop()
-        # Sync steps run in this pool; its size bounds how many run at once.
+        # Sync steps run in these threads; their number bounds how many run at once.
+        self.step_threads = StepThreads(self.loop, name, max_threads)
+        # Anything else that blocks (``asyncio.to_thread``) gets the loop's default pool, of the same bound.
         self.loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-step")
+            concurrent.futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-io")
         )
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -65,9 +69,9 @@ class LoopThread:
             raise RuntimeError("engine.close() cannot be called from inside a step; close it from outside")
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+        self.step_threads.close()  # sync steps cannot be interrupted; their results are refused by the fence anyway
         executor = getattr(self.loop, "_default_executor", None)
         if executor is not None:
-            # Sync steps cannot be interrupted; their results are refused by the fence anyway.
             executor.shutdown(wait=False, cancel_futures=True)
         if not self._thread.is_alive():
             self.loop.close()

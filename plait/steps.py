@@ -20,6 +20,7 @@ from plait.errors import RunCancelledSignal, WorkflowDefinitionError
 from plait.ids import is_valid_id
 from plait.payloads import Codec
 from plait.queues import Queue, queue_name
+from plait.step_threads import StepThreads
 from plait.waiting import Approval, Poll, SkipRequest, SuspendRequest
 
 if TYPE_CHECKING:
@@ -214,7 +215,9 @@ async def call_user_function(
     try:
         if is_async:
             return await fn(*args)
-        result = await asyncio.get_running_loop().run_in_executor(None, call_sync)
+        loop = asyncio.get_running_loop()
+        threads = StepThreads.of(loop)
+        result = await (threads.run(call_sync) if threads is not None else loop.run_in_executor(None, call_sync))
         if inspect.isawaitable(result):  # a plain callable that returned a coroutine
             return await result
         return result

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from plait.errors import StoreUnavailable
+from plait.store.sqlite_checkpoints import BACKSTOP_PAGES, Checkpointer
 
 T = TypeVar("T")
 
@@ -75,6 +76,10 @@ class SQLiteConnection:
             # the last commits on power loss (never on a process crash).
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
             self._conn.execute("PRAGMA busy_timeout=5000")
+            self._checkpoints: Checkpointer | None = None
+            if self._checked_path is not None:  # a file: its WAL is checkpointed off the event loop
+                self._conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+                self._checkpoints = Checkpointer(self._checked_path, "FULL" if durability == "full" else "NORMAL")
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(
                 f"cannot open SQLite database {path!r}: {exc}; check that its folder exists, is writable and has space"
@@ -83,6 +88,8 @@ class SQLiteConnection:
             self._identity = _file_identity(self._checked_path)
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         try:
             self._conn.close()
         except sqlite3.Error as exc:  # closing cannot lose a committed write: say so and carry on
@@ -180,6 +187,8 @@ class SQLiteConnection:
             if isinstance(exc, sqlite3.Error):
                 raise self.unavailable(exc) from exc
             raise
+        if self._checkpoints is not None:
+            self._checkpoints.committed()
         return (result,)
 
     def _flush(self) -> None:
@@ -226,6 +235,8 @@ class SQLiteConnection:
                     failed = outcomes[-1][1]
                     raise failed if isinstance(failed, StoreUnavailable) else self.unavailable(failed)
             self._conn.execute("ROLLBACK" if alone and not outcomes[0][0] else "COMMIT")
+            if self._checkpoints is not None:
+                self._checkpoints.committed()
         except (sqlite3.Error, StoreUnavailable) as exc:
             self._rollback()
             failure = exc if isinstance(exc, StoreUnavailable) else self.unavailable(exc)

@@ -752,8 +752,10 @@ class SQLiteStore(SQLiteConnection):
                 "plait_usage",
                 "plait_artifacts",
             ):
+                # The newest event stays: ids are the largest plus one, so deleting it would hand its id out again.
+                newest = " AND id < (SELECT max(id) FROM plait_events)" if table == "plait_events" else ""
                 conn.execute(
-                    f"DELETE FROM {table} WHERE namespace = ? AND run_id IN (SELECT value FROM json_each(?))",
+                    f"DELETE FROM {table} WHERE namespace = ? AND run_id IN (SELECT value FROM json_each(?)){newest}",
                     (namespace, chosen),
                 )
             conn.execute(

@@ -381,3 +381,47 @@ MIGRATIONS.append(
     );
     """
 )
+
+
+def _events_without_autoincrement(conn: sqlite3.Connection) -> None:
+    """15: event ids without AUTOINCREMENT, which wrote one more page (sqlite_sequence) in every step's commit.
+
+    Without it SQLite hands out the largest id plus one, so ids stay increasing
+    (the feed's cursor) as long as the newest event row is never deleted:
+    pruning keeps it. Here the highest id ever handed out is kept as a row
+    too, when pruning had already removed it, so no id is ever handed out twice.
+    """
+    high = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'plait_events'").fetchone()
+    conn.execute(
+        """
+        CREATE TABLE plait_events_rebuilt (
+            id INTEGER PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            workflow_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            step_id TEXT,
+            step_key TEXT,
+            attempt INTEGER,
+            payload TEXT,
+            created_at REAL NOT NULL
+        )
+        """
+    )
+    columns = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
+    conn.execute(f"INSERT INTO plait_events_rebuilt ({columns}) SELECT {columns} FROM plait_events")
+    conn.execute("DROP TABLE plait_events")
+    conn.execute("ALTER TABLE plait_events_rebuilt RENAME TO plait_events")
+    conn.execute("CREATE UNIQUE INDEX plait_events_run ON plait_events (namespace, run_id, seq)")
+    newest = conn.execute("SELECT max(id) FROM plait_events").fetchone()[0] or 0
+    if high is not None and high[0] > newest:
+        # In a namespace nobody can name over HTTP or JSON (a NUL), so no reader meets it.
+        conn.execute(
+            "INSERT INTO plait_events (id, namespace, run_id, workflow_id, seq, type, created_at) "
+            "VALUES (?, char(0), '', '', 0, 'plait.highest_id', 0)",
+            (high[0],),
+        )
+
+
+MIGRATIONS.append(_events_without_autoincrement)

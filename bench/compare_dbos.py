@@ -36,6 +36,8 @@ except ImportError:
 
 import plait
 
+TARGET_RATIO = 5.0  # issue 17: at least 5x DBOS on every workload, same durability
+
 # -- plait ------------------------------------------------------------------------------------
 
 
@@ -130,6 +132,10 @@ def report(backend: str, ours: dict[str, float], theirs: dict[str, float]) -> No
     print(f"{'workload':22} {'plait':>10} {'DBOS':>10} {'plait/DBOS':>11}")
     for name, value in ours.items():
         print(f"{name:22} {value:10.1f} {theirs[name]:10.1f} {value / theirs[name]:10.2f}x")
+    for name, value in ours.items():
+        ratio = value / theirs[name]
+        verdict = "met" if ratio >= TARGET_RATIO else "missed"
+        print(f"target {backend.split()[0]} {name} plait/DBOS: {ratio:.2f}x (needs >= {TARGET_RATIO:g}x) {verdict}")
 
 
 def sqlite_pair(tmp: Path) -> tuple[str, str]:

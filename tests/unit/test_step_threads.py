@@ -33,6 +33,7 @@ def test_no_more_than_max_threads_calls_run_at_once() -> None:
     running = 0
     most = 0
     lock = threading.Lock()
+    arrived = threading.Semaphore(0)
     gate = threading.Event()
 
     def work() -> None:
@@ -40,6 +41,7 @@ def test_no_more_than_max_threads_calls_run_at_once() -> None:
         with lock:
             running += 1
             most = max(most, running)
+        arrived.release()
         gate.wait(timeout=10)
         with lock:
             running -= 1
@@ -47,11 +49,9 @@ def test_no_more_than_max_threads_calls_run_at_once() -> None:
     async def main() -> None:
         threads = StepThreads(asyncio.get_running_loop(), "bounded", max_threads=3)
         calls = [asyncio.ensure_future(threads.run(work)) for _ in range(8)]
-        while True:  # until three calls hold all three threads
-            with lock:
-                if running == 3:
-                    break
-            await asyncio.sleep(0.001)
+        for _ in range(3):  # three calls hold all three threads...
+            assert await asyncio.to_thread(arrived.acquire, timeout=10)
+        assert not arrived.acquire(timeout=0.05)  # ...and a fourth cannot start while they do
         gate.set()
         await asyncio.gather(*calls)
         threads.close()

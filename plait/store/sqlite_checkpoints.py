@@ -1,4 +1,4 @@
-"""WAL checkpoints on a thread of their own, so the event loop's commits never pay for them.
+"""WAL checkpoints on a thread of their own, so the event loop's commits seldom wait for one.
 
 In WAL mode every commit appends pages to the ``-wal`` file, and a
 checkpoint copies them back into the database file and syncs it. SQLite runs
@@ -9,9 +9,10 @@ and this thread runs a PASSIVE checkpoint (one that never blocks a writer or
 a reader) on its own connection after every ``COMMITS_PER_CHECKPOINT``
 commits, and once a second while commits keep coming.
 
-A PASSIVE checkpoint cannot always catch up with a steady stream of commits
-(the WAL restarts from its beginning only once every page in it is copied);
-then the backstop runs in a commit, holding the write lock, and does catch up.
+A PASSIVE checkpoint cannot catch up with a steady stream of commits (the
+WAL restarts from its beginning only once every page in it is copied); the
+backstop, run in a commit that holds the write lock, does, and it has little
+left to copy.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import threading
 log = logging.getLogger("plait.store")
 
 COMMITS_PER_CHECKPOINT = 128
-BACKSTOP_PAGES = 8_000  # about 32 MB of WAL
+# While commits keep coming, a PASSIVE checkpoint never catches up with the last pages, so the WAL only
+# restarts from its beginning after the backstop: this bounds the WAL file (about 8 MB) and keeps the
+# backstop's own copy small, as the background thread has already copied nearly everything.
+BACKSTOP_PAGES = 2_000
 
 
 class Checkpointer:

@@ -37,6 +37,7 @@ class RunLog:
         self._clock = clock
         self._lease = lease
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()  # ctx.log runs in step threads
         self._pending: list[NewEvent] = []
         self._started: dict[tuple[str, int], tuple[str, float]] = {}
@@ -81,7 +82,10 @@ class RunLog:
         # A flush already due takes this event too (it clears the flag before it takes the pending
         # events): skipping the wake-up saves a loop round trip per event of a busy step.
         if not self._flush_scheduled:
-            self._loop.call_soon_threadsafe(self._schedule_flush)
+            if threading.get_ident() == self._loop_thread:  # an async step: no need to wake our own loop
+                self._schedule_flush()
+            else:
+                self._loop.call_soon_threadsafe(self._schedule_flush)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:

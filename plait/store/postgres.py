@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import re
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -52,11 +53,13 @@ from plait.store.run_listing import run_filter_sql, run_listing_sql
 try:
     import psycopg
     from psycopg import sql
+    from psycopg.pq import ExecStatus
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
 except ImportError as missing:  # pragma: no cover - exercised only without the extra installed
     raise StoreUnavailable("PostgreSQL support needs psycopg: pip install 'plait[postgres]'") from missing
 
 T = TypeVar("T")
+TUPLES_OK = ExecStatus.TUPLES_OK
 Cursor = psycopg.AsyncCursor[Any]
 
 log = logging.getLogger("plait.store.postgres")
@@ -74,6 +77,8 @@ WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, cr
 CHANNEL = "plait_wakeup"
 # How long the first connection may take before an engine reports the server unreachable.
 CONNECT_TIMEOUT_SECONDS = 5
+# How long one pooled connection stays pinned for single statements before it goes back to the pool.
+PIN_SECONDS = 60.0
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -103,6 +108,10 @@ class PostgresStore:
             configure=self._configure,
             timeout=30.0,
         )
+        # The connection single statements go through while it is free (see ``_connection``).
+        self._pinned: psycopg.AsyncConnection[Any] | None = None
+        self._pinned_busy = False
+        self._pinned_at = 0.0
         self._listener: asyncio.Task[None] | None = None
         self._probed = False
         self.record_events = True
@@ -144,6 +153,9 @@ class PostgresStore:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
+        pinned, self._pinned = self._pinned, None
+        if pinned is not None and not self._pinned_busy:
+            await self._pool.putconn(pinned)
         await self._pool.close()
 
     @asynccontextmanager
@@ -164,10 +176,49 @@ class PostgresStore:
         async with self._cursor(write=True) as cursor:
             return await work(cursor)
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for one autocommit statement: the pinned one while it is free, else one from the pool.
+
+        The pool hands its idle connections round in turn; one run's statements all going through one
+        connection (and so one server process) keeps its prepared statements and caches warm.
+        Any error hands the pinned connection back to the pool, which replaces it if it is broken.
+        """
+        if self._pinned_busy or self._pool.closed:
+            async with self._pool.connection() as conn:
+                yield conn
+            return
+        self._pinned_busy = True
+        try:
+            if self._pinned is None:
+                self._pinned, self._pinned_at = await self._pool.getconn(), time.monotonic()
+            conn = self._pinned
+            try:
+                yield conn
+            except BaseException:
+                if self._pinned is conn:
+                    self._pinned = None
+                await self._pool.putconn(conn)
+                raise
+            # Now and then (and when the store closed meanwhile) it goes back, so the pool's
+            # max_lifetime and replacement of connections apply to it as to the others.
+            if self._pinned is not conn or time.monotonic() - self._pinned_at > PIN_SECONDS:
+                if self._pinned is conn:
+                    self._pinned = None
+                await self._pool.putconn(conn)
+        finally:
+            self._pinned_busy = False
+
     async def _read(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._cursor(write=False) as cursor:
-            await cursor.execute(query, params)
-            return await cursor.fetchall() if cursor.description is not None else []
+        """One statement in autocommit, so its own transaction: its rows ([] when it returns none)."""
+        try:
+            async with self._connection() as conn, conn.cursor() as cursor:
+                await cursor.execute(query, params)
+                # The result's status, not ``description``: that would describe every column first.
+                result = cursor.pgresult
+                return await cursor.fetchall() if result is not None and result.status == TUPLES_OK else []
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL failed: {exc}") from exc
 
     async def _notify(self, cursor: Cursor, namespace: str) -> None:
         """Wake idle workers of this schema and namespace once the transaction commits."""

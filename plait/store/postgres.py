@@ -180,8 +180,9 @@ class PostgresStore:
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A connection for one autocommit statement: the pinned one while it is free, else one from the pool.
 
-        The pool hands its idle connections round in turn; one run's statements all going through one
-        connection (and so one server process) keeps its prepared statements and caches warm.
+        The pool hands its idle connections round in turn; statements made one after another (a run's
+        steps) all going through one connection, and so one server process, keep its prepared statements
+        and caches warm.
         Any error hands the pinned connection back to the pool, which replaces it if it is broken.
         """
         if self._pinned_busy or self._pool.closed:

@@ -9,9 +9,11 @@ transactions stay short and nothing else is needed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -51,11 +53,13 @@ from plait.store.run_listing import run_filter_sql, run_listing_sql
 try:
     import psycopg
     from psycopg import sql
+    from psycopg.pq import ExecStatus
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
 except ImportError as missing:  # pragma: no cover - exercised only without the extra installed
     raise StoreUnavailable("PostgreSQL support needs psycopg: pip install 'plait[postgres]'") from missing
 
 T = TypeVar("T")
+TUPLES_OK = ExecStatus.TUPLES_OK
 Cursor = psycopg.AsyncCursor[Any]
 
 log = logging.getLogger("plait.store.postgres")
@@ -73,6 +77,8 @@ WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, cr
 CHANNEL = "plait_wakeup"
 # How long the first connection may take before an engine reports the server unreachable.
 CONNECT_TIMEOUT_SECONDS = 5
+# How long one pooled connection stays pinned for single statements before it goes back to the pool.
+PIN_SECONDS = 60.0
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -102,6 +108,10 @@ class PostgresStore:
             configure=self._configure,
             timeout=30.0,
         )
+        # The connection single statements go through while it is free (see ``_connection``).
+        self._pinned: psycopg.AsyncConnection[Any] | None = None
+        self._pinned_busy = False
+        self._pinned_at = 0.0
         self._listener: asyncio.Task[None] | None = None
         self._probed = False
         self.record_events = True
@@ -143,6 +153,9 @@ class PostgresStore:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
+        pinned, self._pinned = self._pinned, None
+        if pinned is not None and not self._pinned_busy:
+            await self._pool.putconn(pinned)
         await self._pool.close()
 
     @asynccontextmanager
@@ -163,10 +176,50 @@ class PostgresStore:
         async with self._cursor(write=True) as cursor:
             return await work(cursor)
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for one autocommit statement: the pinned one while it is free, else one from the pool.
+
+        The pool hands its idle connections round in turn; statements made one after another (a run's
+        steps) all going through one connection, and so one server process, keep its prepared statements
+        and caches warm.
+        Any error hands the pinned connection back to the pool, which replaces it if it is broken.
+        """
+        if self._pinned_busy or self._pool.closed:
+            async with self._pool.connection() as conn:
+                yield conn
+            return
+        self._pinned_busy = True
+        try:
+            if self._pinned is None:
+                self._pinned, self._pinned_at = await self._pool.getconn(), time.monotonic()
+            conn = self._pinned
+            try:
+                yield conn
+            except BaseException:
+                if self._pinned is conn:
+                    self._pinned = None
+                await self._pool.putconn(conn)
+                raise
+            # Now and then (and when the store closed meanwhile) it goes back, so the pool's
+            # max_lifetime and replacement of connections apply to it as to the others.
+            if self._pinned is not conn or time.monotonic() - self._pinned_at > PIN_SECONDS:
+                if self._pinned is conn:
+                    self._pinned = None
+                await self._pool.putconn(conn)
+        finally:
+            self._pinned_busy = False
+
     async def _read(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._cursor(write=False) as cursor:
-            await cursor.execute(query, params)
-            return await cursor.fetchall() if cursor.description is not None else []
+        """One statement in autocommit, so its own transaction: its rows ([] when it returns none)."""
+        try:
+            async with self._connection() as conn, conn.cursor() as cursor:
+                await cursor.execute(query, params)
+                # The result's status, not ``description``: that would describe every column first.
+                result = cursor.pgresult
+                return await cursor.fetchall() if result is not None and result.status == TUPLES_OK else []
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL failed: {exc}") from exc
 
     async def _notify(self, cursor: Cursor, namespace: str) -> None:
         """Wake idle workers of this schema and namespace once the transaction commits."""
@@ -539,16 +592,13 @@ class PostgresStore:
     ) -> None:
         # One statement, so one round trip: the fence locks the run row, and the step and its events are
         # inserted only if the lease still holds; autocommit makes the statement its own transaction.
-        events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
+        # Its text depends only on the shape (how many events, usage rows, artifacts), so the driver
+        # prepares it once per connection and the server reuses the plan.
+        shape, events_params = self._fenced_events(lease, events)
         art_sql, art_params = _artifacts_cte(step.artifacts)
         usage_sql, usage_params = _usage_cte(usage, with_totals=True)
         rows = await self._read(
-            "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE namespace = %s AND id = %s "
-            "AND status = 'running' AND lease_token = %s FOR UPDATE), "
-            f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
-            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1)"
-            f"{events_sql}{usage_sql}{art_sql} "
-            "SELECT 1 FROM step",
+            _record_step_sql(shape, usage_sql, art_sql),
             (
                 lease.namespace,
                 lease.run_id,
@@ -563,16 +613,34 @@ class PostgresStore:
             await self._explain_fence(lease)
 
     async def append_events(self, lease: Lease, events: Sequence[NewEvent]) -> None:
-        events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
-        if not events_sql:
+        shape, events_params = self._fenced_events(lease, events)
+        if shape is None:
             return
         rows = await self._read(
-            "WITH fence AS (SELECT id FROM plait_runs WHERE namespace = %s AND id = %s AND status = 'running' "
-            f"AND lease_token = %s FOR UPDATE){events_sql} SELECT 1 FROM fence",
+            f"WITH fence AS ({_FENCE}){_events_cte_sql(shape)} SELECT 1 FROM fence",
             (lease.namespace, lease.run_id, lease.token, *events_params),
         )
         if not rows:
             await self._explain_fence(lease)
+
+    def _fenced_events(self, lease: Lease, events: Sequence[NewEvent]) -> tuple[_EventsShape | None, list[Any]]:
+        """The shape and parameters of an ``ev`` CTE writing ``events`` behind a ``fence`` CTE (None: no events).
+
+        Events of the fenced run alone (the usual case) take the short form: the run's last seq is
+        looked up once, and each event's own parameters are only what differs between them.
+        """
+        if not events or not self.record_events:
+            return None, []
+        first = events[0]
+        if all(
+            e.run_id == lease.run_id and e.namespace == lease.namespace and e.workflow_id == first.workflow_id
+            for e in events
+        ):
+            params: list[Any] = [first.workflow_id, lease.namespace, lease.run_id]
+            for e in events:
+                params += [e.type, e.step_id, e.step_key, e.attempt, e.payload, e.created_at]
+            return (len(events), True), params
+        return (len(events), False), _events_insert(events, "")[1]
 
     def _events_cte(self, events: Sequence[NewEvent], condition: str) -> tuple[str, list[Any]]:
         """``, ev AS (INSERT ...)`` for a WITH clause, and its parameters ("" when there is nothing to log)."""
@@ -635,7 +703,8 @@ class PostgresStore:
         usage: Sequence[NewUsage] = (),
     ) -> None:
         step_values = _step_values(lease.namespace, last_step) if last_step is not None else (None,) * 11
-        events_sql, events_params = self._events_cte(events, "WHERE EXISTS (SELECT 1 FROM fence)")
+        shape, events_params = self._fenced_events(lease, events)
+        events_sql = _events_cte_sql(shape)
         # The run's row is updated once here (two updates of one row in one statement would lose one):
         # its usage totals grow in the same UPDATE that ends it.
         usage_sql, usage_params = _usage_cte(usage, with_totals=False)
@@ -643,8 +712,7 @@ class PostgresStore:
         art_sql, art_params = _artifacts_cte(last_step.artifacts if last_step is not None else ())
         # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
         rows = await self._read(
-            "WITH fence AS (SELECT id, namespace FROM plait_runs WHERE namespace = %s AND id = %s "
-            "AND status = 'running' AND lease_token = %s FOR UPDATE), "
+            f"WITH fence AS ({_FENCE}), "
             f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
             "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence WHERE %s RETURNING 1), "
             "done AS (UPDATE plait_runs r SET status = %s, output = %s, error = %s, finished_at = %s, "
@@ -966,6 +1034,45 @@ def _step_values(namespace: str, step: StepRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+# The lease fence of every write of a running run: its row, locked until commit, only while the lease holds.
+_FENCE = (
+    "SELECT id, namespace FROM plait_runs WHERE namespace = %s AND id = %s AND status = 'running' "
+    "AND lease_token = %s FOR UPDATE"
+)
+# How many events, and whether all are the fenced run's own (the short form of ``_fenced_events``).
+_EventsShape = tuple[int, bool]
+_RUN_EVENT_ROW = "(%s::text, %s::text, %s::text, %s::int, %s::text, %s::float8, {n})"
+
+
+@functools.lru_cache(maxsize=128)
+def _events_cte_sql(shape: _EventsShape | None) -> str:
+    """``, ev AS (INSERT ...)`` writing events only if the fence held ("" without events)."""
+    if shape is None:
+        return ""
+    count, own_run = shape
+    if not own_run:
+        return f", ev AS ({_events_insert_sql(count, 'WHERE EXISTS (SELECT 1 FROM fence)')})"
+    # One statement sees one snapshot: the events are numbered on from the run's last seq, in order.
+    # Every writer of a run's events holds the run's row lock (here: the fence), so none picks the same seq.
+    rows = ", ".join(_RUN_EVENT_ROW.format(n=n) for n in range(1, count + 1))
+    return (
+        ", ev AS (INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, "
+        "payload, created_at) SELECT fence.namespace, fence.id, %s::text, last.seq + v.n, v.type, v.step_id, "
+        "v.step_key, v.attempt, v.payload, v.created_at FROM fence, "
+        "(SELECT coalesce(max(seq), 0) AS seq FROM plait_events WHERE namespace = %s AND run_id = %s) AS last, "
+        f"(VALUES {rows}) AS v(type, step_id, step_key, attempt, payload, created_at, n))"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _record_step_sql(shape: _EventsShape | None, usage_sql: str, art_sql: str) -> str:
+    return (
+        f"WITH fence AS ({_FENCE}), step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
+        "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1)"
+        f"{_events_cte_sql(shape)}{usage_sql}{art_sql} SELECT 1 FROM step"
+    )
+
+
 _ARTIFACT_ROW = (
     "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::bigint, %s::bytea, %s::text, %s::float8, "
     "%s::text)"
@@ -1032,17 +1139,21 @@ def _events_insert(events: Sequence[NewEvent], condition: str) -> tuple[str, lis
     the event's place among that run's events in this statement. Every writer
     of a run's events holds the run's row lock, so two never pick the same seq.
     """
-    query = (
+    params: list[Any] = []
+    for n, e in enumerate(events):
+        params += [e.namespace, e.run_id, e.workflow_id, e.type, e.step_id, e.step_key, e.attempt, e.payload]
+        params += [e.created_at, n]
+    return _events_insert_sql(len(events), condition), params
+
+
+@functools.lru_cache(maxsize=128)
+def _events_insert_sql(count: int, condition: str) -> str:
+    return (
         "INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, "
         "created_at) SELECT v.namespace, v.run_id, v.workflow_id, "
         "(SELECT coalesce(max(e.seq), 0) FROM plait_events e "
         "WHERE e.namespace = v.namespace AND e.run_id = v.run_id) "
         "+ row_number() OVER (PARTITION BY v.namespace, v.run_id ORDER BY v.n), v.type, v.step_id, v.step_key, "
-        f"v.attempt, v.payload, v.created_at FROM (VALUES {', '.join([_EVENT_ROW] * len(events))}) "
+        f"v.attempt, v.payload, v.created_at FROM (VALUES {', '.join([_EVENT_ROW] * count)}) "
         f"AS v(namespace, run_id, workflow_id, type, step_id, step_key, attempt, payload, created_at, n) {condition}"
     )
-    params: list[Any] = []
-    for n, e in enumerate(events):
-        params += [e.namespace, e.run_id, e.workflow_id, e.type, e.step_id, e.step_key, e.attempt, e.payload]
-        params += [e.created_at, n]
-    return query, params

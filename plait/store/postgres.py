@@ -52,6 +52,7 @@ from plait.store.run_listing import run_filter_sql, run_listing_sql
 
 try:
     import psycopg
+    import psycopg.errors
     from psycopg import sql
     from psycopg.pq import ExecStatus
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -597,7 +598,7 @@ class PostgresStore:
         shape, events_params = self._fenced_events(lease, events)
         art_sql, art_params = _artifacts_cte(step.artifacts)
         usage_sql, usage_params = _usage_cte(usage, with_totals=True)
-        rows = await self._read(
+        rows = await self._fenced(
             _record_step_sql(shape, usage_sql, art_sql),
             (
                 lease.namespace,
@@ -616,7 +617,7 @@ class PostgresStore:
         shape, events_params = self._fenced_events(lease, events)
         if shape is None:
             return
-        rows = await self._read(
+        rows = await self._fenced(
             f"WITH fence AS ({_FENCE}){_events_cte_sql(shape)} SELECT 1 FROM fence",
             (lease.namespace, lease.run_id, lease.token, *events_params),
         )
@@ -683,6 +684,21 @@ class PostgresStore:
         events = [EventRow(*row[:-1]) for row in rows]
         return events, (f"{rows[-1][-1]}:{rows[-1][0]}" if rows else cursor)
 
+    async def _fenced(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Run a fenced statement that writes a run's events; once more if their seq was taken meanwhile.
+
+        The statement's snapshot is taken before its fence waits for the run's row lock: when the lock's
+        holder (``send_event``, say) added an event to the run meanwhile, the events numbered here from
+        that snapshot collide with it. Run again, the statement starts after the holder committed.
+        """
+        try:
+            return await self._read(query, params)
+        except StoreUnavailable as exc:
+            cause = exc.__cause__
+            if isinstance(cause, psycopg.errors.UniqueViolation) and cause.diag.constraint_name == "plait_events_run":
+                return await self._read(query, params)
+            raise
+
     async def _explain_fence(self, lease: Lease) -> None:
         """Raise why a fenced write found the lease stale (the write itself changed nothing)."""
         rows = await self._read(
@@ -711,7 +727,7 @@ class PostgresStore:
         input_tokens, output_tokens, cost, calls = usage_totals(usage)
         art_sql, art_params = _artifacts_cte(last_step.artifacts if last_step is not None else ())
         # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
-        rows = await self._read(
+        rows = await self._fenced(
             f"WITH fence AS ({_FENCE}), "
             f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
             "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence WHERE %s RETURNING 1), "

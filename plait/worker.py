@@ -20,7 +20,7 @@ from plait.hooks import Observer
 from plait.ids import is_owner_alive, process_owner
 from plait.new_runs import new_run_row
 from plait.run_log import public_error
-from plait.store.base import Lease, NewEvent, RunRow, StepRow, Store
+from plait.store.base import EventRow, Lease, NewEvent, RunRow, RunState, StepRow, Store
 from plait.tracing import Tracer
 from plait.workflow.graph import Workflow
 
@@ -35,6 +35,20 @@ MAX_INTERNAL_ERRORS = 3
 INTERNAL_STEP = "$internal"
 
 WorkflowLookup = Callable[[str, str], "Workflow[Any, Any] | None"]
+
+
+def fold_state(events: list[EventRow]) -> tuple[dict[str, Any], dict[str, int]]:
+    """A run's workflow state (its ``state.set`` events, folded in order), and per step key the
+    last attempt that recorded model usage: an attempt a crash cut short after a model call is
+    counted, so the re-run is the next attempt (its usage records say so)."""
+    state: dict[str, Any] = {}
+    attempts: dict[str, int] = {}
+    for event in events:
+        if event.type == "state.set" and event.payload:
+            state.update(json.loads(event.payload)["values"])
+        if event.type == "step.usage" and event.step_key is not None and event.attempt is not None:
+            attempts[event.step_key] = max(attempts.get(event.step_key, 0), event.attempt)
+    return state, attempts
 
 
 class Worker:
@@ -211,9 +225,19 @@ class Worker:
             rows = await self.store.claim_runs(
                 self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, min(capacity, 64)
             )
-            for row in rows:
-                self.adopt(row, fresh=False)
+            await self._adopt_claimed(rows)
         return len(rows)
+
+    async def _adopt_claimed(self, rows: list[RunRow]) -> None:
+        """Execute the runs of a claim, their states read together (not three reads per run)."""
+        states: dict[str, RunState] = {}
+        if rows:
+            try:
+                states = await self.store.load_run_states(self.namespace, [row.id for row in rows])
+            except StoreUnavailable as exc:  # each run reads its own then, or hands itself back
+                log.warning("plait worker %s: reading the claimed runs failed: %s", self.owner, exc)
+        for row in rows:
+            self.adopt(row, fresh=False, state=states.get(row.id))
 
     @contextlib.asynccontextmanager
     async def claiming(self) -> AsyncIterator[None]:
@@ -251,11 +275,14 @@ class Worker:
 
     # -- executing -----------------------------------------------------------
 
-    def adopt(self, row: RunRow, *, fresh: bool) -> None:
-        """Execute a run this worker now holds; ``fresh`` means it has no steps yet."""
+    def adopt(self, row: RunRow, *, fresh: bool, state: RunState | None = None) -> None:
+        """Execute a run this worker now holds; ``fresh`` means it has no steps yet.
+
+        ``state`` is the run's stored state when the caller read it already (else the run reads it).
+        """
         if row.id in self._active:
             return
-        task = asyncio.create_task(self._execute(row, fresh), name=f"plait-run-{row.id}")
+        task = asyncio.create_task(self._execute(row, fresh, state), name=f"plait-run-{row.id}")
         self._active[row.id] = (task, None)
         self.store.set_concurrency_hint(len(self._active))
 
@@ -269,7 +296,7 @@ class Worker:
                 execution.mark_cancelled()
             task.cancel()
 
-    async def _execute(self, row: RunRow, fresh: bool) -> None:
+    async def _execute(self, row: RunRow, fresh: bool, stored: RunState | None = None) -> None:
         lease = Lease(row.id, row.lease_token, row.namespace)
         final: RunRow | None = None
         execution: RunExecution | None = None
@@ -279,11 +306,12 @@ class Worker:
             if workflow is None:  # unregistered since the claim: let a worker that has it take over
                 await self.store.release_run(lease, self.clock.now().timestamp())
                 return
-            steps = [] if fresh else await self.store.load_steps(row.namespace, row.id)
+            if stored is None and not fresh:
+                stored = (await self.store.load_run_states(row.namespace, [row.id]))[row.id]
+            steps, waits = (stored.steps, stored.waits) if stored is not None else ([], [])
             since = row.retried_at or 0.0
             internal_errors = sum(1 for s in steps if s.step_key == INTERNAL_STEP and s.finished_at >= since)
-            waits = [] if fresh else await self.store.load_waits(row.namespace, row.id)
-            state, attempts = ({}, {}) if fresh else await self._load_state(row.id)
+            state, attempts = fold_state(stored.events) if stored is not None else ({}, {})
             execution = RunExecution(self, row, workflow, steps, waits, state, attempts)
             execution.hand_back_after = self._hand_back_at.pop(row.id, None)
             self._active[row.id] = (self._active[row.id][0], execution)
@@ -339,25 +367,6 @@ class Worker:
                 self._resolve_waiters(final)
             if was_full or row.parent_run_id is not None:  # room to claim more, or a parked parent to resume
                 self._wake.set()
-
-    async def _load_state(self, run_id: str) -> tuple[dict[str, Any], dict[str, int]]:
-        """The run's workflow state (its ``state.set`` events, folded in order), and per step key the
-        last attempt that recorded model usage: an attempt a crash cut short after a model call is
-        counted, so the re-run is the next attempt (its usage records say so)."""
-        state: dict[str, Any] = {}
-        attempts: dict[str, int] = {}
-        after = 0
-        while self.store.record_events:
-            batch = await self.store.read_run_events(self.namespace, run_id, after, 1000)
-            for event in batch:
-                if event.type == "state.set" and event.payload:
-                    state.update(json.loads(event.payload)["values"])
-                if event.type == "step.usage" and event.step_key is not None and event.attempt is not None:
-                    attempts[event.step_key] = max(attempts.get(event.step_key, 0), event.attempt)
-            if len(batch) < 1000:
-                break
-            after = batch[-1].seq
-        return state, attempts
 
     async def _internal_error(self, row: RunRow, lease: Lease, exc: Exception, count: int) -> RunRow | None:
         """Store an internal error on the run; hand it back, or fail it after ``MAX_INTERNAL_ERRORS``.
@@ -465,7 +474,7 @@ class Worker:
                 )
                 for row in rows:
                     self._hand_back_at[row.id] = loop.time() + budget
-                    self.adopt(row, fresh=False)
+                await self._adopt_claimed(rows)
             local = self._active.get(run_id)
             if local is None:
                 return False

@@ -24,6 +24,7 @@ from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_
 from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
+    STATE_EVENT_TYPES,
     TERMINAL_STATUSES,
     USAGE_COLUMNS,
     ArtifactRow,
@@ -36,6 +37,7 @@ from plait.store.base import (
     Park,
     RunFilter,
     RunRow,
+    RunState,
     StepRow,
     WaitRow,
     claim_events,
@@ -378,6 +380,34 @@ class PostgresStore:
             return sorted(claimed, key=lambda r: order[r.id])
 
         return await self._write(claim)
+
+    async def load_run_states(self, namespace: str, run_ids: list[str]) -> dict[str, RunState]:
+        states = {run_id: RunState([], [], []) for run_id in run_ids}
+        if not run_ids:
+            return states
+        async with self._cursor(write=False) as cursor:  # one connection for the three reads
+            await cursor.execute(
+                f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE namespace = %s AND run_id = ANY(%s) "
+                "ORDER BY started_at, step_key, attempt",
+                (namespace, run_ids),
+            )
+            for row in await cursor.fetchall():
+                states[row[0]].steps.append(StepRow(*row))
+            await cursor.execute(
+                f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE namespace = %s AND run_id = ANY(%s)",
+                (namespace, run_ids),
+            )
+            for row in await cursor.fetchall():
+                states[row[0]].waits.append(WaitRow(*row))
+            if self.record_events:
+                await cursor.execute(
+                    f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = %s AND run_id = ANY(%s) "
+                    "AND type = ANY(%s) ORDER BY run_id, seq",
+                    (namespace, run_ids, list(STATE_EVENT_TYPES)),
+                )
+                for row in await cursor.fetchall():
+                    states[row[2]].events.append(EventRow(*row))
+        return states
 
     @staticmethod
     async def _limited_queues(cursor: Cursor, names: set[str | None], *, lock: bool) -> dict[str, Queue]:

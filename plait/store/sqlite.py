@@ -16,6 +16,7 @@ from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_
 from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
+    STATE_EVENT_TYPES,
     TERMINAL_STATUSES,
     USAGE_COLUMNS,
     Decision,
@@ -27,6 +28,7 @@ from plait.store.base import (
     Park,
     RunFilter,
     RunRow,
+    RunState,
     StepRow,
     WaitRow,
     claim_events,
@@ -61,6 +63,7 @@ STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error
 # A run is named by (namespace, id): every row of a run carries its namespace, and every lookup names both.
 _TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _CLAIMABLE_SQL = "(" + ", ".join(f"'{s}'" for s in CLAIMABLE_STATUSES) + ")"
+_STATE_EVENTS_SQL = "(" + ", ".join(f"'{t}'" for t in STATE_EVENT_TYPES) + ")"
 
 
 class SQLiteStore(SQLiteConnection):
@@ -218,6 +221,28 @@ class SQLiteStore(SQLiteConnection):
         # other processes need for their commits.
         ready = run_id is not None or await self.has_ready_runs(namespace, refs, now, wall_now)
         return await self._write(claim) if ready else []
+
+    async def load_run_states(self, namespace: str, run_ids: list[str]) -> dict[str, RunState]:
+        states = {run_id: RunState([], [], []) for run_id in run_ids}
+        if not run_ids:
+            return states
+        ids = json.dumps(run_ids)
+        among = "namespace = ? AND run_id IN (SELECT value FROM json_each(?))"
+        for row in self._read(
+            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE {among} ORDER BY started_at, step_key, attempt",
+            (namespace, ids),
+        ):
+            states[row[0]].steps.append(StepRow(*row))
+        for row in self._read(f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE {among}", (namespace, ids)):
+            states[row[0]].waits.append(WaitRow(*row))
+        if self.record_events:
+            for row in self._read(
+                f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE {among} AND type IN {_STATE_EVENTS_SQL} "
+                "ORDER BY run_id, seq",
+                (namespace, ids),
+            ):
+                states[row[2]].events.append(EventRow(*row))
+        return states
 
     def _claimable_at_create(self, run: NewRun) -> NewRun:
         """``run`` created pending instead of claimed when its queue has limits: only ``claim_runs`` applies them.

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from plait.artifacts.storage import ArtifactStorage
-from plait.clock import Clock, wall_seconds
+from plait.clock import Clock, SystemClock, wall_seconds
 from plait.errors import InternalError, LeaseLost, ResultTimeout, RunCancelledSignal, RunNotFound, StoreUnavailable
 from plait.executor import ParkSignal, RunExecution
 from plait.failures import describe_error, exception_text
@@ -33,6 +33,8 @@ RELEASE_BACKOFF_SECONDS = 5.0
 MAX_INTERNAL_ERRORS = 3
 # Each internal error is stored as a failed attempt of this pseudo-step, with its traceback.
 INTERNAL_STEP = "$internal"
+# On the real clock, runs due this soon are claimed (and their state read) ahead; each starts at its due time.
+CLAIM_AHEAD_SECONDS = 0.05
 
 WorkflowLookup = Callable[[str, str], "Workflow[Any, Any] | None"]
 
@@ -101,6 +103,8 @@ class Worker:
         self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
         self._hand_back_at: dict[str, float] = {}  # run id -> loop time after which execute() hands it back
+        # A fake clock jumps rather than flows: claiming ahead of it would hold runs until the next jump.
+        self._claim_ahead = CLAIM_AHEAD_SECONDS if isinstance(clock, SystemClock) else 0.0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -165,7 +169,7 @@ class Worker:
                 if not recovered:
                     await self.recover_dead_owners()
                     recovered = True
-                claimed = await self._claim_batch()
+                claimed = await self._claim_batch(ahead=self._claim_ahead)
                 failures = 0
                 if claimed:
                     idle_polls = 0
@@ -202,14 +206,19 @@ class Worker:
                 due = min((d for d in (due, other) if d is not None), default=None)
             except StoreUnavailable:
                 due = None
-            if due is not None:
-                waiters.append(asyncio.ensure_future(self.clock.sleep(due - now)))
+            if due is not None and self.has_capacity:  # when full, a finishing run wakes us
+                # Wake ``_claim_ahead`` before it is due, unless that moment has passed: then the claim
+                # ahead just took nothing (a limited queue), and the run is claimed once due.
+                ahead = self._claim_ahead if due - now > self._claim_ahead else 0.0
+                waiters.append(asyncio.ensure_future(self.clock.sleep(due - ahead - now)))
             await asyncio.wait(waiters, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _claim_batch(self, limit: int | None = None) -> int:
+    async def _claim_batch(self, limit: int | None = None, *, ahead: float = 0.0) -> int:
+        """Claim and start ready runs; with ``ahead``, also those due within ``ahead`` seconds (each starts
+        at its due time, its claim and reads done)."""
         if self._stopping:  # claim nothing this process will not finish
             return 0
         capacity = self._concurrency - len(self._active)
@@ -223,8 +232,9 @@ class Worker:
         wall = wall_seconds()
         async with self.claiming():
             rows = await self.store.claim_runs(
-                self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, min(capacity, 64)
-            )
+                self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, min(capacity, 64),
+                ready_by=now + ahead if ahead > 0 else None,
+            )  # fmt: skip
             await self._adopt_claimed(rows)
         return len(rows)
 
@@ -315,6 +325,9 @@ class Worker:
             execution = RunExecution(self, row, workflow, steps, waits, state, attempts)
             execution.hand_back_after = self._hand_back_at.pop(row.id, None)
             self._active[row.id] = (self._active[row.id][0], execution)
+            # Claimed ahead (on the real clock): nothing of the run starts before it is due.
+            while (early := row.ready_at - self.clock.now().timestamp()) > 0:
+                await self.clock.sleep(early)
             if execution.tracer is not None:
                 execution.tracer.begin_run(execution.hook_info(), row.trace_context)
             if not steps and not waits:

@@ -338,8 +338,13 @@ class Store(Protocol):
         limit: int,
         *,
         run_id: str | None = None,
+        ready_by: float | None = None,
     ) -> list[RunRow]:
-        """Lease up to ``limit`` ready runs whose ``workflow@version`` is in ``refs`` (only ``run_id`` if given)."""
+        """Lease up to ``limit`` ready runs whose ``workflow@version`` is in ``refs`` (only ``run_id`` if given).
+
+        ``ready_by`` (later than ``now``) also takes runs that become ready by then, outside limited
+        queues: the worker does the claim ahead and starts each run at its ``ready_at``.
+        """
         ...
 
     async def load_run_states(self, namespace: str, run_ids: list[str]) -> dict[str, RunState]:

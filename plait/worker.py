@@ -169,6 +169,8 @@ class Worker:
                 if not recovered:
                     await self.recover_dead_owners()
                     recovered = True
+                # Cleared before the claim counts free slots: a run finishing from here on wakes the next claim.
+                self._wake.clear()
                 claimed = await self._claim_batch(ahead=self._claim_ahead)
                 failures = 0
                 if claimed:
@@ -193,8 +195,9 @@ class Worker:
             await self._idle()
 
     async def _idle(self) -> None:
-        """Sleep until woken, the next parked run is due, or the poll interval passes."""
-        self._wake.clear()
+        """Sleep until woken (since the last claim began), the next parked run is due, or the poll interval passes."""
+        if self._stopping:
+            return
         now = self.clock.now().timestamp()
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         # One try from here: a shutdown that cancels us during the reads below must still cancel the

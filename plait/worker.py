@@ -244,13 +244,14 @@ class Worker:
     async def _adopt_claimed(self, rows: list[RunRow]) -> None:
         """Execute the runs of a claim, their states read together (not three reads per run)."""
         states: dict[str, RunState] = {}
-        if rows:
-            try:
+        try:
+            if rows:
                 states = await self.store.load_run_states(self.namespace, [row.id for row in rows])
-            except StoreUnavailable as exc:  # each run reads its own then, or hands itself back
-                log.warning("plait worker %s: reading the claimed runs failed: %s", self.owner, exc)
-        for row in rows:
-            self.adopt(row, fresh=False, state=states.get(row.id))
+        except StoreUnavailable as exc:  # each run reads its own then, or hands itself back
+            log.warning("plait worker %s: reading the claimed runs failed: %s", self.owner, exc)
+        finally:  # even when cancelled (a shutdown): adopted, the runs are handed back, not left leased
+            for row in rows:
+                self.adopt(row, fresh=False, state=states.get(row.id))
 
     @contextlib.asynccontextmanager
     async def claiming(self) -> AsyncIterator[None]:

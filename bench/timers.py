@@ -7,6 +7,8 @@
 next step actually started: the overshoot past the due time, p50/p99.
 (2) A run waits for an event; the time from ``send_event`` to the waiting
 step's successor starting, p50/p99 over ``--events`` runs one after another.
+(3) A run sleeps 20 ms (shorter than the worker's poll interval) while the
+worker is idle; the overshoot of its next step, over ``--events`` runs.
 The baseline is one raw durable commit on the same backend, measured in the
 same run. ``--postgres`` uses a fresh schema, dropped afterwards.
 """
@@ -46,6 +48,21 @@ def mark(x: int) -> int:
 def mark_ping(ping: Ping) -> int:
     woke_at[ping.n] = time.time()
     return ping.n
+
+
+class Nap(BaseModel):
+    n: int
+    due: float
+
+
+def nap_due(nap: Nap) -> datetime:
+    return datetime.fromtimestamp(nap.due, UTC)
+
+
+@plait.step
+def mark_nap(nap: Nap) -> int:
+    woke_at[nap.n] = time.time()
+    return nap.n
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -92,8 +109,8 @@ def postgres_url(base: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def measure(url: str, timers: int, events: int) -> tuple[list[float], list[float]]:
-    """(overshoot ms per timer, send_event latency ms per event)."""
+def measure(url: str, timers: int, events: int) -> tuple[list[float], list[float], list[float]]:
+    """(overshoot ms per timer, send_event latency ms per event, overshoot ms per short sleep)."""
     with plait.Engine(url) as engine:
         due = datetime.now(UTC) + timedelta(seconds=3)
         flow = plait.workflow("timer", input=int).sleep_until(due).then(mark).commit()
@@ -112,7 +129,14 @@ def measure(url: str, timers: int, events: int) -> tuple[list[float], list[float
             run.send_event("ping", {"n": n})
             run.result(timeout=10)
             latency.append((woke_at[n] - sent) * 1000)
-    return overshoot, latency
+
+        napper = plait.workflow("napper", input=Nap).sleep_until(nap_due).then(mark_nap).commit()
+        short = []
+        for i in range(events):
+            nap = Nap(n=200_000 + i, due=time.time() + 0.02)
+            engine.start(napper, nap).result(timeout=10)
+            short.append((woke_at[nap.n] - nap.due) * 1000)
+    return overshoot, latency, short
 
 
 def main() -> None:
@@ -127,12 +151,12 @@ def main() -> None:
             raise SystemExit("set PLAIT_TEST_POSTGRES_URL, e.g. postgresql://postgres@127.0.0.1:5432/test")
         raw_ms = raw_postgres_commit_ms(base)
         with postgres_url(base) as url:
-            overshoot, latency = measure(url, args.timers, args.events)
+            overshoot, latency, short = measure(url, args.timers, args.events)
         baseline, needs = "raw durable PostgreSQL commit (INSERT+COMMIT, 127.0.0.1)", 100.0
     else:
         with tempfile.TemporaryDirectory() as tmp:
             raw_ms = raw_commit_ms(Path(tmp) / "raw.db")
-            overshoot, latency = measure(f"sqlite:///{Path(tmp) / 't.db'}", args.timers, args.events)
+            overshoot, latency, short = measure(f"sqlite:///{Path(tmp) / 't.db'}", args.timers, args.events)
         baseline, needs = "raw durable SQLite commit (WAL, synchronous=FULL)", 50.0
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"baseline: {baseline} {raw_ms:.2f} ms")
@@ -142,6 +166,7 @@ def main() -> None:
         f"{percentile(overshoot, 0.5):8.1f} {percentile(overshoot, 0.99):8.1f}"
     )
     print(f"{'send_event -> next step starts':44} {percentile(latency, 0.5):8.1f} {percentile(latency, 0.99):8.1f}")
+    print(f"{'overshoot of a 20 ms sleep':44} {percentile(short, 0.5):8.1f} {percentile(short, 0.99):8.1f}")
     mean = statistics.mean(overshoot)
     print(f"(overshoot min {min(overshoot):.1f} ms, mean {mean:.1f} ms, max {max(overshoot):.1f} ms)")
     p99 = percentile(overshoot, 0.99)

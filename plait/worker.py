@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -103,6 +104,8 @@ class Worker:
         self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
         self._hand_back_at: dict[str, float] = {}  # run id -> loop time after which execute() hands it back
+        # Until when (clock seconds) the claim loop sleeps: a run parking until earlier wakes it.
+        self._idle_until = -math.inf
         # A fake clock jumps rather than flows: claiming ahead of it would hold runs until the next jump.
         self._claim_ahead = CLAIM_AHEAD_SECONDS if isinstance(clock, SystemClock) else 0.0
 
@@ -198,6 +201,7 @@ class Worker:
         """Sleep until woken (since the last claim began), the next parked run is due, or the poll interval passes."""
         if self._stopping:
             return
+        self._idle_until = math.inf  # a run parking from here on is due before whatever the reads below find
         now = self.clock.now().timestamp()
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         # One try from here: a shutdown that cancels us during the reads below must still cancel the
@@ -214,8 +218,12 @@ class Worker:
                 # ahead just took nothing (a limited queue), and the run is claimed once due.
                 ahead = self._claim_ahead if due - now > self._claim_ahead else 0.0
                 waiters.append(asyncio.ensure_future(self.clock.sleep(due - ahead - now)))
+                self._idle_until = due - ahead
+            elif self.has_capacity:
+                self._idle_until = now + self._poll_interval
             await asyncio.wait(waiters, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._idle_until = -math.inf
             for waiter in waiters:
                 waiter.cancel()
 
@@ -360,6 +368,8 @@ class Worker:
             async with execution.log.writing():
                 events = execution.log.park_events(signal.park)
                 await self.store.park_run(lease, signal.park, self.clock.now().timestamp(), events)
+            if signal.park.ready_at < self._idle_until:  # due before the claim loop would look again
+                self._wake.set()
         except RunCancelledSignal:
             final = await self.store.get_run(row.namespace, row.id)
         except LeaseLost as exc:

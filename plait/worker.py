@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from plait.artifacts.storage import ArtifactStorage
-from plait.clock import Clock, wall_seconds
+from plait.clock import Clock, SystemClock, wall_seconds
 from plait.errors import InternalError, LeaseLost, ResultTimeout, RunCancelledSignal, RunNotFound, StoreUnavailable
 from plait.executor import ParkSignal, RunExecution
 from plait.failures import describe_error, exception_text
@@ -20,7 +21,7 @@ from plait.hooks import Observer
 from plait.ids import is_owner_alive, process_owner
 from plait.new_runs import new_run_row
 from plait.run_log import public_error
-from plait.store.base import Lease, NewEvent, RunRow, StepRow, Store
+from plait.store.base import EventRow, Lease, NewEvent, RunRow, RunState, StepRow, Store
 from plait.tracing import Tracer
 from plait.workflow.graph import Workflow
 
@@ -33,8 +34,24 @@ RELEASE_BACKOFF_SECONDS = 5.0
 MAX_INTERNAL_ERRORS = 3
 # Each internal error is stored as a failed attempt of this pseudo-step, with its traceback.
 INTERNAL_STEP = "$internal"
+# On the real clock, runs due this soon are claimed (and their state read) ahead; each starts at its due time.
+CLAIM_AHEAD_SECONDS = 0.05
 
 WorkflowLookup = Callable[[str, str], "Workflow[Any, Any] | None"]
+
+
+def fold_state(events: list[EventRow]) -> tuple[dict[str, Any], dict[str, int]]:
+    """A run's workflow state (its ``state.set`` events, folded in order), and per step key the
+    last attempt that recorded model usage: an attempt a crash cut short after a model call is
+    counted, so the re-run is the next attempt (its usage records say so)."""
+    state: dict[str, Any] = {}
+    attempts: dict[str, int] = {}
+    for event in events:
+        if event.type == "state.set" and event.payload:
+            state.update(json.loads(event.payload)["values"])
+        if event.type == "step.usage" and event.step_key is not None and event.attempt is not None:
+            attempts[event.step_key] = max(attempts.get(event.step_key, 0), event.attempt)
+    return state, attempts
 
 
 class Worker:
@@ -87,6 +104,10 @@ class Worker:
         self._claims_in_flight = 0
         self._loops: list[asyncio.Task[None]] = []
         self._hand_back_at: dict[str, float] = {}  # run id -> loop time after which execute() hands it back
+        # Until when (clock seconds) the claim loop sleeps: a run parking until earlier wakes it.
+        self._idle_until = -math.inf
+        # A fake clock jumps rather than flows: claiming ahead of it would hold runs until the next jump.
+        self._claim_ahead = CLAIM_AHEAD_SECONDS if isinstance(clock, SystemClock) else 0.0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -151,7 +172,9 @@ class Worker:
                 if not recovered:
                     await self.recover_dead_owners()
                     recovered = True
-                claimed = await self._claim_batch()
+                # Cleared before the claim counts free slots: a run finishing from here on wakes the next claim.
+                self._wake.clear()
+                claimed = await self._claim_batch(ahead=self._claim_ahead)
                 failures = 0
                 if claimed:
                     idle_polls = 0
@@ -175,8 +198,10 @@ class Worker:
             await self._idle()
 
     async def _idle(self) -> None:
-        """Sleep until woken, the next parked run is due, or the poll interval passes."""
-        self._wake.clear()
+        """Sleep until woken (since the last claim began), the next parked run is due, or the poll interval passes."""
+        if self._stopping:
+            return
+        self._idle_until = math.inf  # a run parking from here on is due before whatever the reads below find
         now = self.clock.now().timestamp()
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         # One try from here: a shutdown that cancels us during the reads below must still cancel the
@@ -188,14 +213,23 @@ class Worker:
                 due = min((d for d in (due, other) if d is not None), default=None)
             except StoreUnavailable:
                 due = None
-            if due is not None:
-                waiters.append(asyncio.ensure_future(self.clock.sleep(due - now)))
+            if due is not None and self.has_capacity:  # when full, a finishing run wakes us
+                # Wake ``_claim_ahead`` before it is due, unless that moment has passed: then the claim
+                # ahead just took nothing (a limited queue), and the run is claimed once due.
+                ahead = self._claim_ahead if due - now > self._claim_ahead else 0.0
+                waiters.append(asyncio.ensure_future(self.clock.sleep(due - ahead - now)))
+                self._idle_until = due - ahead
+            elif self.has_capacity:
+                self._idle_until = now + self._poll_interval
             await asyncio.wait(waiters, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._idle_until = -math.inf
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _claim_batch(self, limit: int | None = None) -> int:
+    async def _claim_batch(self, limit: int | None = None, *, ahead: float = 0.0) -> int:
+        """Claim and start ready runs; with ``ahead``, also those due within ``ahead`` seconds (each starts
+        at its due time, its claim and reads done)."""
         if self._stopping:  # claim nothing this process will not finish
             return 0
         capacity = self._concurrency - len(self._active)
@@ -209,11 +243,23 @@ class Worker:
         wall = wall_seconds()
         async with self.claiming():
             rows = await self.store.claim_runs(
-                self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, min(capacity, 64)
-            )
-            for row in rows:
-                self.adopt(row, fresh=False)
+                self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, min(capacity, 64),
+                ready_by=now + ahead if ahead > 0 else None,
+            )  # fmt: skip
+            await self._adopt_claimed(rows)
         return len(rows)
+
+    async def _adopt_claimed(self, rows: list[RunRow]) -> None:
+        """Execute the runs of a claim, their states read together (not three reads per run)."""
+        states: dict[str, RunState] = {}
+        try:
+            if rows:
+                states = await self.store.load_run_states(self.namespace, [row.id for row in rows])
+        except StoreUnavailable as exc:  # each run reads its own then, or hands itself back
+            log.warning("plait worker %s: reading the claimed runs failed: %s", self.owner, exc)
+        finally:  # even when cancelled (a shutdown): adopted, the runs are handed back, not left leased
+            for row in rows:
+                self.adopt(row, fresh=False, state=states.get(row.id))
 
     @contextlib.asynccontextmanager
     async def claiming(self) -> AsyncIterator[None]:
@@ -251,11 +297,14 @@ class Worker:
 
     # -- executing -----------------------------------------------------------
 
-    def adopt(self, row: RunRow, *, fresh: bool) -> None:
-        """Execute a run this worker now holds; ``fresh`` means it has no steps yet."""
+    def adopt(self, row: RunRow, *, fresh: bool, state: RunState | None = None) -> None:
+        """Execute a run this worker now holds; ``fresh`` means it has no steps yet.
+
+        ``state`` is the run's stored state when the caller read it already (else the run reads it).
+        """
         if row.id in self._active:
             return
-        task = asyncio.create_task(self._execute(row, fresh), name=f"plait-run-{row.id}")
+        task = asyncio.create_task(self._execute(row, fresh, state), name=f"plait-run-{row.id}")
         self._active[row.id] = (task, None)
         self.store.set_concurrency_hint(len(self._active))
 
@@ -269,7 +318,7 @@ class Worker:
                 execution.mark_cancelled()
             task.cancel()
 
-    async def _execute(self, row: RunRow, fresh: bool) -> None:
+    async def _execute(self, row: RunRow, fresh: bool, stored: RunState | None = None) -> None:
         lease = Lease(row.id, row.lease_token, row.namespace)
         final: RunRow | None = None
         execution: RunExecution | None = None
@@ -279,14 +328,18 @@ class Worker:
             if workflow is None:  # unregistered since the claim: let a worker that has it take over
                 await self.store.release_run(lease, self.clock.now().timestamp())
                 return
-            steps = [] if fresh else await self.store.load_steps(row.namespace, row.id)
+            if stored is None and not fresh:
+                stored = (await self.store.load_run_states(row.namespace, [row.id]))[row.id]
+            steps, waits = (stored.steps, stored.waits) if stored is not None else ([], [])
             since = row.retried_at or 0.0
             internal_errors = sum(1 for s in steps if s.step_key == INTERNAL_STEP and s.finished_at >= since)
-            waits = [] if fresh else await self.store.load_waits(row.namespace, row.id)
-            state, attempts = ({}, {}) if fresh else await self._load_state(row.id)
+            state, attempts = fold_state(stored.events) if stored is not None else ({}, {})
             execution = RunExecution(self, row, workflow, steps, waits, state, attempts)
             execution.hand_back_after = self._hand_back_at.pop(row.id, None)
             self._active[row.id] = (self._active[row.id][0], execution)
+            # Claimed ahead (on the real clock): nothing of the run starts before it is due.
+            while (early := row.ready_at - self.clock.now().timestamp()) > 0:
+                await self.clock.sleep(early)
             if execution.tracer is not None:
                 execution.tracer.begin_run(execution.hook_info(), row.trace_context)
             if not steps and not waits:
@@ -315,6 +368,8 @@ class Worker:
             async with execution.log.writing():
                 events = execution.log.park_events(signal.park)
                 await self.store.park_run(lease, signal.park, self.clock.now().timestamp(), events)
+            if signal.park.ready_at < self._idle_until:  # due before the claim loop would look again
+                self._wake.set()
         except RunCancelledSignal:
             final = await self.store.get_run(row.namespace, row.id)
         except LeaseLost as exc:
@@ -339,25 +394,6 @@ class Worker:
                 self._resolve_waiters(final)
             if was_full or row.parent_run_id is not None:  # room to claim more, or a parked parent to resume
                 self._wake.set()
-
-    async def _load_state(self, run_id: str) -> tuple[dict[str, Any], dict[str, int]]:
-        """The run's workflow state (its ``state.set`` events, folded in order), and per step key the
-        last attempt that recorded model usage: an attempt a crash cut short after a model call is
-        counted, so the re-run is the next attempt (its usage records say so)."""
-        state: dict[str, Any] = {}
-        attempts: dict[str, int] = {}
-        after = 0
-        while self.store.record_events:
-            batch = await self.store.read_run_events(self.namespace, run_id, after, 1000)
-            for event in batch:
-                if event.type == "state.set" and event.payload:
-                    state.update(json.loads(event.payload)["values"])
-                if event.type == "step.usage" and event.step_key is not None and event.attempt is not None:
-                    attempts[event.step_key] = max(attempts.get(event.step_key, 0), event.attempt)
-            if len(batch) < 1000:
-                break
-            after = batch[-1].seq
-        return state, attempts
 
     async def _internal_error(self, row: RunRow, lease: Lease, exc: Exception, count: int) -> RunRow | None:
         """Store an internal error on the run; hand it back, or fail it after ``MAX_INTERNAL_ERRORS``.
@@ -465,7 +501,7 @@ class Worker:
                 )
                 for row in rows:
                     self._hand_back_at[row.id] = loop.time() + budget
-                    self.adopt(row, fresh=False)
+                await self._adopt_claimed(rows)
             local = self._active.get(run_id)
             if local is None:
                 return False

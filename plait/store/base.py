@@ -177,6 +177,20 @@ class WaitRow:
 
 
 @dataclass(frozen=True)
+class RunState:
+    """What a worker reads to resume a run it holds: its step attempts (in order), its waits,
+    and its ``state.set`` and ``step.usage`` events (in order; none when events are off)."""
+
+    steps: list[StepRow]
+    waits: list[WaitRow]
+    events: list[EventRow]
+
+
+# The event types a resumed run folds into its state (RunState.events).
+STATE_EVENT_TYPES = ("state.set", "step.usage")
+
+
+@dataclass(frozen=True)
 class Park:
     """Park a run: no lease, no coroutine, just a row until ``ready_at`` or an event.
 
@@ -324,8 +338,17 @@ class Store(Protocol):
         limit: int,
         *,
         run_id: str | None = None,
+        ready_by: float | None = None,
     ) -> list[RunRow]:
-        """Lease up to ``limit`` ready runs whose ``workflow@version`` is in ``refs`` (only ``run_id`` if given)."""
+        """Lease up to ``limit`` ready runs whose ``workflow@version`` is in ``refs`` (only ``run_id`` if given).
+
+        ``ready_by`` (later than ``now``) also takes runs that become ready by then, outside limited
+        queues: the worker does the claim ahead and starts each run at its ``ready_at``.
+        """
+        ...
+
+    async def load_run_states(self, namespace: str, run_ids: list[str]) -> dict[str, RunState]:
+        """The ``RunState`` of each of ``run_ids``, read together (a worker resuming the runs it claimed)."""
         ...
 
     async def has_ready_runs(self, namespace: str, refs: list[str], now: float, wall_now: float) -> bool:

@@ -26,6 +26,7 @@ from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_
 from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
+    STATE_EVENT_TYPES,
     TERMINAL_STATUSES,
     USAGE_COLUMNS,
     ArtifactRow,
@@ -38,6 +39,7 @@ from plait.store.base import (
     Park,
     RunFilter,
     RunRow,
+    RunState,
     StepRow,
     WaitRow,
     claim_events,
@@ -376,50 +378,55 @@ class PostgresStore:
         limit: int,
         *,
         run_id: str | None = None,
+        ready_by: float | None = None,
     ) -> list[RunRow]:
         if not refs or limit <= 0:
             return []
-        if run_id is None and not await self.has_ready_runs(namespace, refs, now, wall_now):
-            return []
+        horizon = now if ready_by is None else max(now, ready_by)
+        # No read first (as SQLite does): a claim that finds nothing locks nothing here, and a read
+        # first would queue for a pooled connection twice when the pool is busiest.
         only = "" if run_id is None else "AND id = %s "
 
         async def claim(cursor: Cursor) -> list[RunRow]:
             # SKIP LOCKED: workers claiming at the same moment take different runs instead of queueing.
             await cursor.execute(
-                "SELECT id, queue, concurrency_key, priority, ready_at, started_at IS NULL FROM plait_runs "
+                "SELECT id, queue, concurrency_key, priority, ready_at, started_at IS NULL, wait_info FROM plait_runs "
                 "WHERE namespace = %s AND status = ANY(%s) AND ready_at <= %s "
                 "AND (owner IS NULL OR lease_expires_at < %s) AND workflow_id || '@' || workflow_version = ANY(%s) "
                 f"{only}ORDER BY priority DESC, ready_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
                 (
                     namespace,
                     list(CLAIMABLE_STATUSES),
-                    now,
+                    horizon,
                     wall_now,
                     refs,
                     *([] if run_id is None else [run_id]),
                     limit * 4,
                 ),
             )
-            candidates = [Candidate(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in await cursor.fetchall()]
+            rows = await cursor.fetchall()
+            candidates = [Candidate(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+            waited = {r[0]: r[6] for r in rows}
             queues = await self._limited_queues(cursor, {c.queue for c in candidates if c.queue}, lock=True)
+            # A queue's limits count starts when they happen: its runs are only claimed once due.
+            candidates = [c for c in candidates if c.ready_at <= now or c.queue not in queues]
             load = {name: await self._queue_load(cursor, queue, now, wall_now) for name, queue in queues.items()}
             ids = choose_claims(candidates, queues, load, limit)
             if not ids:
                 return []
             await cursor.execute(
-                "SELECT id, wait_info FROM plait_runs WHERE namespace = %s AND id = ANY(%s)", (namespace, ids)
-            )
-            waited = {row[0]: row[1] for row in await cursor.fetchall()}
-            await cursor.execute(
                 "UPDATE plait_runs SET status = 'running', owner = %s, lease_expires_at = %s, "
-                "lease_token = lease_token + 1, started_at = coalesce(started_at, %s), status_message = NULL, "
-                f"wait_info = NULL, updated_at = %s WHERE namespace = %s AND id = ANY(%s) RETURNING {RUN_COLUMNS}",
+                "lease_token = lease_token + 1, started_at = coalesce(started_at, GREATEST(%s, ready_at)), "
+                "status_message = NULL, wait_info = NULL, updated_at = %s "
+                f"WHERE namespace = %s AND id = ANY(%s) RETURNING {RUN_COLUMNS}",
                 (owner, lease_until, now, now, namespace, ids),
             )
             claimed = [RunRow(*row) for row in await cursor.fetchall()]
             first = {c.id for c in candidates if c.first_start}
             await self._insert_events(
-                cursor, [e for r in claimed for e in claim_events(r, r.id in first, waited.get(r.id), now)]
+                cursor,
+                # A run claimed ahead starts (and its timer fires) at its ready_at, not at the claim.
+                [e for r in claimed for e in claim_events(r, r.id in first, waited.get(r.id), max(now, r.ready_at))],
             )
             starts = [
                 (c.queue, now)
@@ -432,6 +439,34 @@ class PostgresStore:
             return sorted(claimed, key=lambda r: order[r.id])
 
         return await self._write(claim)
+
+    async def load_run_states(self, namespace: str, run_ids: list[str]) -> dict[str, RunState]:
+        states = {run_id: RunState([], [], []) for run_id in run_ids}
+        if not run_ids:
+            return states
+        async with self._cursor(write=False) as cursor:  # one connection for the three reads
+            await cursor.execute(
+                f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE namespace = %s AND run_id = ANY(%s) "
+                "ORDER BY started_at, step_key, attempt",
+                (namespace, run_ids),
+            )
+            for row in await cursor.fetchall():
+                states[row[0]].steps.append(StepRow(*row))
+            await cursor.execute(
+                f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE namespace = %s AND run_id = ANY(%s)",
+                (namespace, run_ids),
+            )
+            for row in await cursor.fetchall():
+                states[row[0]].waits.append(WaitRow(*row))
+            if self.record_events:
+                await cursor.execute(
+                    f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = %s AND run_id = ANY(%s) "
+                    "AND type = ANY(%s) ORDER BY run_id, seq",
+                    (namespace, run_ids, list(STATE_EVENT_TYPES)),
+                )
+                for row in await cursor.fetchall():
+                    states[row[2]].events.append(EventRow(*row))
+        return states
 
     @staticmethod
     async def _limited_queues(cursor: Cursor, names: set[str | None], *, lock: bool) -> dict[str, Queue]:

@@ -16,6 +16,7 @@ from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_
 from plait.store.base import (
     CLAIMABLE_STATUSES,
     SLOT_RETRY_SECONDS,
+    STATE_EVENT_TYPES,
     TERMINAL_STATUSES,
     USAGE_COLUMNS,
     Decision,
@@ -27,6 +28,7 @@ from plait.store.base import (
     Park,
     RunFilter,
     RunRow,
+    RunState,
     StepRow,
     WaitRow,
     claim_events,
@@ -61,6 +63,7 @@ STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error
 # A run is named by (namespace, id): every row of a run carries its namespace, and every lookup names both.
 _TERMINAL_SQL = "(" + ", ".join(f"'{s}'" for s in TERMINAL_STATUSES) + ")"
 _CLAIMABLE_SQL = "(" + ", ".join(f"'{s}'" for s in CLAIMABLE_STATUSES) + ")"
+_STATE_EVENTS_SQL = "(" + ", ".join(f"'{t}'" for t in STATE_EVENT_TYPES) + ")"
 
 
 class SQLiteStore(SQLiteConnection):
@@ -167,42 +170,47 @@ class SQLiteStore(SQLiteConnection):
         limit: int,
         *,
         run_id: str | None = None,
+        ready_by: float | None = None,
     ) -> list[RunRow]:
         only = "" if run_id is None else "AND id = ? "
+        horizon = now if ready_by is None else max(now, ready_by)
 
         def claim(conn: sqlite3.Connection) -> list[RunRow]:
             rows = conn.execute(
-                "SELECT id, queue, concurrency_key, priority, ready_at, started_at IS NULL FROM plait_runs "
+                "SELECT id, queue, concurrency_key, priority, ready_at, started_at IS NULL, wait_info FROM plait_runs "
                 f"WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} AND ready_at <= ? "
                 "AND (owner IS NULL OR lease_expires_at < ?) "
                 f"AND workflow_id || '@' || workflow_version IN (SELECT value FROM json_each(?)) {only}"
                 "ORDER BY priority DESC, ready_at, id LIMIT ?",
-                (namespace, now, wall_now, json.dumps(refs), *([] if run_id is None else [run_id]), limit * 4),
+                (namespace, horizon, wall_now, json.dumps(refs), *([] if run_id is None else [run_id]), limit * 4),
             ).fetchall()
             candidates = [Candidate(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
             queues = self._limited_queues(conn, {c.queue for c in candidates if c.queue})
+            # A queue's limits count starts when they happen: its runs are only claimed once due.
+            candidates = [c for c in candidates if c.ready_at <= now or c.queue not in queues]
             load = {name: self._queue_load(conn, queue, now, wall_now) for name, queue in queues.items()}
             ids = choose_claims(candidates, queues, load, limit)
             if not ids:
                 return []
-            waited = dict(
-                conn.execute(
-                    "SELECT id, wait_info FROM plait_runs WHERE namespace = ? "
-                    "AND id IN (SELECT value FROM json_each(?))",
-                    (namespace, json.dumps(ids)),
-                ).fetchall()
-            )
+            waited = {r[0]: r[6] for r in rows}
             claimed = conn.execute(
                 "UPDATE plait_runs SET status = 'running', owner = ?, lease_expires_at = ?, "
-                "lease_token = lease_token + 1, started_at = coalesce(started_at, ?), status_message = NULL, "
-                "wait_info = NULL, updated_at = ? WHERE namespace = ? AND id IN (SELECT value FROM json_each(?)) "
+                "lease_token = lease_token + 1, started_at = coalesce(started_at, max(?, ready_at)), "
+                "status_message = NULL, wait_info = NULL, updated_at = ? "
+                "WHERE namespace = ? AND id IN (SELECT value FROM json_each(?)) "
                 f"RETURNING {RUN_COLUMNS}",
                 (owner, lease_until, now, now, namespace, json.dumps(ids)),
             ).fetchall()
             first = {c.id for c in candidates if c.first_start}
+            # A run claimed ahead starts (and its timer fires) at its ready_at, not at the claim.
+            rows_claimed = [RunRow(*row) for row in claimed]
             self._insert_events(
                 conn,
-                [e for row in claimed for e in claim_events(RunRow(*row), row[0] in first, waited.get(row[0]), now)],
+                [
+                    e
+                    for r in rows_claimed
+                    for e in claim_events(r, r.id in first, waited.get(r.id), max(now, r.ready_at))
+                ],
             )
             first_starts = [c for c in candidates if c.id in ids and c.first_start and c.queue in queues]
             conn.executemany(
@@ -210,14 +218,36 @@ class SQLiteStore(SQLiteConnection):
                 [(c.queue, now) for c in first_starts if queues[c.queue or ""].rate_limit is not None],
             )
             order = {run_id: i for i, run_id in enumerate(ids)}
-            return sorted((RunRow(*row) for row in claimed), key=lambda r: order[r.id])
+            return sorted(rows_claimed, key=lambda r: order[r.id])
 
         if not refs or limit <= 0:
             return []
         # A plain read first: an idle poll must not take the write lock that
         # other processes need for their commits.
-        ready = run_id is not None or await self.has_ready_runs(namespace, refs, now, wall_now)
+        ready = run_id is not None or await self.has_ready_runs(namespace, refs, horizon, wall_now)
         return await self._write(claim) if ready else []
+
+    async def load_run_states(self, namespace: str, run_ids: list[str]) -> dict[str, RunState]:
+        states = {run_id: RunState([], [], []) for run_id in run_ids}
+        if not run_ids:
+            return states
+        ids = json.dumps(run_ids)
+        among = "namespace = ? AND run_id IN (SELECT value FROM json_each(?))"
+        for row in self._read(
+            f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE {among} ORDER BY started_at, step_key, attempt",
+            (namespace, ids),
+        ):
+            states[row[0]].steps.append(StepRow(*row))
+        for row in self._read(f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE {among}", (namespace, ids)):
+            states[row[0]].waits.append(WaitRow(*row))
+        if self.record_events:
+            for row in self._read(
+                f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE {among} AND type IN {_STATE_EVENTS_SQL} "
+                "ORDER BY run_id, seq",
+                (namespace, ids),
+            ):
+                states[row[2]].events.append(EventRow(*row))
+        return states
 
     def _claimable_at_create(self, run: NewRun) -> NewRun:
         """``run`` created pending instead of claimed when its queue has limits: only ``claim_runs`` applies them.

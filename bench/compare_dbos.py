@@ -36,7 +36,7 @@ except ImportError:
 
 import plait
 
-TARGET_RATIO = 5.0  # issue 17: at least 5x DBOS on every workload, same durability
+TARGET_RATIO = 5.0  # plait aims at 5x DBOS or more on every workload, at the same durability
 
 # -- plait ------------------------------------------------------------------------------------
 

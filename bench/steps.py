@@ -9,7 +9,7 @@ the same journal (WAL) and ``synchronous`` setting; medians over the rounds
 are reported, so disk noise hits both sides alike. Then ``--concurrent`` runs
 of the same steps are started at once (from 8 threads) and the steps per
 second until the last finishes are set against one raw commit per second.
-Each target of issue 17 is printed with its ratio and "met" or "missed".
+Each of plait's targets is printed with its ratio and "met" or "missed".
 """
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ def run_workflow(
                     run.result(timeout=3600)
                 except ResultTimeout:
                     pass
-                except PlaitError:
+                except PlaitError:  # it ended (failed, cancelled): read how, below the loop as well
+                    info = run.info()
                     break
                 info = run.info()
         except KeyboardInterrupt:

@@ -27,6 +27,8 @@ from tests.e2e.servers import free_port, serving
 ROOT = Path(__file__).resolve().parents[2]
 
 APP = """
+import time
+
 import plait
 
 @plait.step
@@ -39,11 +41,17 @@ def double(ctx: plait.Context, x: int) -> int:
 def explode(x: int) -> int:
     raise RuntimeError("kaboom")
 
+@plait.step
+def explode_later(x: int) -> int:
+    time.sleep(0.3)  # still running when `plait run --wait` first looks
+    raise RuntimeError("kaboom later")
+
 doubler = plait.workflow("doubler", input=int).then(double).commit()
 exploder = plait.workflow("exploder", input=int).then(explode).commit()
+late_exploder = plait.workflow("late_exploder", input=int).then(explode_later).commit()
 held = plait.workflow("held", input=int).wait_for_event("go", schema=int).commit()
 engine = plait.Engine()
-engine.register(doubler, exploder, held)
+engine.register(doubler, exploder, late_exploder, held)
 """
 
 
@@ -167,6 +175,9 @@ def test_cli_with_a_plain_db_path_json_failures_and_command_hints(project: Path)
     assert failed.returncode == 1
     outcome = json.loads(failed.stdout)
     assert outcome["status"] == "failed" and "kaboom" in outcome["error"]["message"]
+    late = plait_cli(project, "run", "late_exploder", "--input", "1", "--wait", "--json", "--db", "app.db")
+    assert late.returncode == 1
+    assert json.loads(late.stdout)["status"] == "failed"  # not the "running" it was when the wait began
     failed_text = plait_cli(project, "run", "exploder", "--input", "1", "--wait", "--db", "app.db")
     assert failed_text.returncode == 1
     assert "plait runs retry " in failed_text.stderr and "engine.retry" not in failed_text.stderr

@@ -75,7 +75,8 @@ def run_workflow(
                     run.result(timeout=3600)
                 except ResultTimeout:
                     pass
-                except PlaitError:
+                except PlaitError:  # it failed or was cancelled: report its final row, not the one read before
+                    info = run.info()
                     break
                 info = run.info()
         except KeyboardInterrupt:

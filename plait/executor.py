@@ -659,7 +659,7 @@ class RunExecution:
         while True:
             try:
                 await self._observe("step_started", step.id, key, attempt)
-                async with self._queue_slot(step.options.queue, key):
+                async with self._queue_slot(options.queue, key):
                     output = await self._attempt(step, key, attempt, input_value)
                 output_json = self._dump(step.output_codec, output, step.id)
             except SkipRequest:  # the step chose not to run (a document block's `when`): later reads see null
@@ -695,12 +695,13 @@ class RunExecution:
             self._last_output = (output, output_json, step.output_codec.type)
             return output
 
-    @contextlib.asynccontextmanager
-    async def _queue_slot(self, queue: str | None, key: str) -> AsyncIterator[None]:
+    def _queue_slot(self, queue: str | None, key: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold a slot of the step's queue while it runs, so its limits hold across all workers."""
-        if queue is None:
-            yield
-            return
+        # Most steps have no queue: a plain null context costs less than entering a generator's.
+        return contextlib.nullcontext() if queue is None else self._hold_slot(queue, key)
+
+    @contextlib.asynccontextmanager
+    async def _hold_slot(self, queue: str, key: str) -> AsyncIterator[None]:
         # Unambiguous across namespaces: two namespaces may each run an "r1" on one queue.
         holder = json.dumps([self.run.namespace, self.run_id, key])
         store = self.host.store
@@ -884,7 +885,7 @@ class RunExecution:
             outcome["error"] = public_error(json.loads(error_json))
         type_ = {"succeeded": "step.completed", "skipped": "step.skipped"}.get(status, "step.failed")
         async with self.log.writing():
-            events = self.log.step_events(key, step_id, row.attempt, started, type_, outcome)
+            events = self.log.step_events(key, step_id, row.attempt, started, type_, outcome, at=finished)
             if then is not None and self.log.enabled:
                 events.append(self.log.event(then[0], payload=then[1], step_id=step_id, key=key, attempt=row.attempt))
             usage = self.usage.take(key)

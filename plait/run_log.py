@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from typing import Any
 
@@ -18,8 +19,20 @@ from plait.store.base import Lease, NewEvent, Park, RunRow, Store
 
 FLUSH_AFTER_SECONDS = 0.2
 
+# json.dumps(payload, default=str) builds a new encoder per call; one shared encoder writes the same text.
+_PAYLOAD_JSON = json.JSONEncoder(default=str)
+
 # Types plait writes itself; ctx.emit may not use them.
 RESERVED_PREFIXES = ("run.", "step.", "timer.", "event.", "state.")
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """The stored JSON of an event's payload."""
+    duration = payload.get("duration_ms")
+    if len(payload) == 1 and type(duration) is float and math.isfinite(duration):
+        # Most steps' outcome: written directly, the same text as the encoder's (a finite float is its repr).
+        return f'{{"duration_ms": {duration!r}}}'
+    return _PAYLOAD_JSON.encode(payload)
 
 
 def public_error(error: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -63,7 +76,7 @@ class RunLog:
             workflow_id=self._run.workflow_id,
             type=type_,
             created_at=self._clock.now().timestamp() if at is None else at,
-            payload=None if payload is None else json.dumps(payload, default=str),
+            payload=None if payload is None else payload_json(payload),
             step_id=step_id,
             step_key=key,
             attempt=attempt,
@@ -119,6 +132,10 @@ class RunLog:
 
     def _take(self, key: str | None) -> list[NewEvent]:
         """Pending events (of one step, or all), each step's ``step.started`` first if not yet written."""
+        # The common case, a step that logged nothing: no lock, no copies. (An event added by another
+        # thread just after this check is as if added just after a locked take: it waits for the next.)
+        if not self._pending:
+            return []
         with self._lock:
             taken = [e for e in self._pending if key is None or e.step_key == key]
             self._pending = [e for e in self._pending if not (key is None or e.step_key == key)]
@@ -141,14 +158,24 @@ class RunLog:
         return self._write_order
 
     def step_events(
-        self, key: str, step_id: str, attempt: int, started: float, type_: str, payload: dict[str, Any] | None
+        self,
+        key: str,
+        step_id: str,
+        attempt: int,
+        started: float,
+        type_: str,
+        payload: dict[str, Any] | None,
+        at: float | None = None,
     ) -> list[NewEvent]:
-        """What a step's commit writes: started (unless flushed already), its pending events, the outcome."""
+        """What a step's commit writes: started (unless flushed already), its pending events, the outcome.
+
+        ``at`` is when the outcome happened (the step row's ``finished_at``); now if not given.
+        """
         if not self.enabled:
             return []
         self._started.setdefault((key, attempt), (step_id, started))
         events = self._start_of(key, attempt) + self._take(key)
-        events.append(self.event(type_, payload=payload, step_id=step_id, key=key, attempt=attempt))
+        events.append(self.event(type_, payload=payload, step_id=step_id, key=key, attempt=attempt, at=at))
         return events
 
     def park_events(self, park: Park) -> list[NewEvent]:

@@ -75,7 +75,7 @@ def run_workflow(
                     run.result(timeout=3600)
                 except ResultTimeout:
                     pass
-                except PlaitError:  # it ended (failed, cancelled): read how, below the loop as well
+                except PlaitError:  # it failed or was cancelled: report its final row, not the one read before
                     info = run.info()
                     break
                 info = run.info()

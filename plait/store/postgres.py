@@ -82,6 +82,9 @@ CHANNEL = "plait_wakeup"
 CONNECT_TIMEOUT_SECONDS = 5
 # How long one pooled connection stays pinned for single statements before it goes back to the pool.
 PIN_SECONDS = 60.0
+# Pooled connections a wave of fenced run writes (steps, ends) leaves to everything else: a claim or a
+# read queued behind dozens of them would wait for all of them (the pool serves in turn).
+RESERVED_CONNECTIONS = 2
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -119,6 +122,7 @@ class PostgresStore:
         self._probed = False
         self.record_events = True
         self._wakeup: Callable[[], None] | None = None
+        self._run_writes = asyncio.Semaphore(max(1, max_connections - RESERVED_CONNECTIONS))
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
@@ -726,13 +730,17 @@ class PostgresStore:
         holder (``send_event``, say) added an event to the run meanwhile, the events numbered here from
         that snapshot collide with it. Run again, the statement starts after the holder committed.
         """
-        try:
-            return await self._read(query, params)
-        except StoreUnavailable as exc:
-            cause = exc.__cause__
-            if isinstance(cause, psycopg.errors.UniqueViolation) and cause.diag.constraint_name == "plait_events_run":
+        async with self._run_writes:
+            try:
                 return await self._read(query, params)
-            raise
+            except StoreUnavailable as exc:
+                cause = exc.__cause__
+                if (
+                    isinstance(cause, psycopg.errors.UniqueViolation)
+                    and cause.diag.constraint_name == "plait_events_run"
+                ):
+                    return await self._read(query, params)
+                raise
 
     async def _explain_fence(self, lease: Lease) -> None:
         """Raise why a fenced write found the lease stale (the write itself changed nothing)."""

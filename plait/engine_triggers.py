@@ -73,6 +73,8 @@ class TriggersMixin:
     _triggers: list[CompletionTrigger]
     _email_routes: dict[str, Workflow[Any, Any]]
     _http_triggers: list[HttpTrigger]
+    # The stored triggers' reads of runs ending at once, shared (made at the first run's end).
+    _trigger_reads: table.SourceReads | None = None
 
     def register(self, *items: Any) -> None:
         raise NotImplementedError
@@ -199,7 +201,9 @@ class TriggersMixin:
 
     async def _start_follow_ups(self, row: RunRow) -> None:
         declared = {trigger.id: trigger for trigger in self._triggers}
-        for stored in await table.for_source(self._store, self.namespace, row.workflow_id):
+        if self._trigger_reads is None:
+            self._trigger_reads = table.SourceReads(self._store, self.namespace)
+        for stored in await self._trigger_reads.for_source(row.workflow_id):
             if row.status not in stored.statuses:
                 continue
             trigger = declared.get(stored.id)

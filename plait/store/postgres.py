@@ -82,6 +82,9 @@ CHANNEL = "plait_wakeup"
 CONNECT_TIMEOUT_SECONDS = 5
 # How long one pooled connection stays pinned for single statements before it goes back to the pool.
 PIN_SECONDS = 60.0
+# Pooled connections a wave of fenced run writes (steps, ends) leaves to everything else: a claim or a
+# read queued behind dozens of them would wait for all of them (the pool serves in turn).
+RESERVED_CONNECTIONS = 2
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -119,6 +122,7 @@ class PostgresStore:
         self._probed = False
         self.record_events = True
         self._wakeup: Callable[[], None] | None = None
+        self._run_writes = asyncio.Semaphore(max(1, max_connections - RESERVED_CONNECTIONS))
 
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
@@ -726,13 +730,17 @@ class PostgresStore:
         holder (``send_event``, say) added an event to the run meanwhile, the events numbered here from
         that snapshot collide with it. Run again, the statement starts after the holder committed.
         """
-        try:
-            return await self._read(query, params)
-        except StoreUnavailable as exc:
-            cause = exc.__cause__
-            if isinstance(cause, psycopg.errors.UniqueViolation) and cause.diag.constraint_name == "plait_events_run":
+        async with self._run_writes:
+            try:
                 return await self._read(query, params)
-            raise
+            except StoreUnavailable as exc:
+                cause = exc.__cause__
+                if (
+                    isinstance(cause, psycopg.errors.UniqueViolation)
+                    and cause.diag.constraint_name == "plait_events_run"
+                ):
+                    return await self._read(query, params)
+                raise
 
     async def _explain_fence(self, lease: Lease) -> None:
         """Raise why a fenced write found the lease stale (the write itself changed nothing)."""
@@ -755,24 +763,15 @@ class PostgresStore:
     ) -> None:
         step_values = _step_values(lease.namespace, last_step) if last_step is not None else (None,) * 11
         shape, events_params = self._fenced_events(lease, events)
-        events_sql = _events_cte_sql(shape)
         # The run's row is updated once here (two updates of one row in one statement would lose one):
         # its usage totals grow in the same UPDATE that ends it.
         usage_sql, usage_params = _usage_cte(usage, with_totals=False)
         input_tokens, output_tokens, cost, calls = usage_totals(usage)
         art_sql, art_params = _artifacts_cte(last_step.artifacts if last_step is not None else ())
         # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
+        # Its text is built once per shape (as record_step's), not per call.
         rows = await self._fenced(
-            f"WITH fence AS ({_FENCE}), "
-            f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
-            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence WHERE %s RETURNING 1), "
-            "done AS (UPDATE plait_runs r SET status = %s, output = %s, error = %s, finished_at = %s, "
-            "updated_at = %s, owner = NULL, lease_expires_at = NULL, wait_info = NULL, "
-            f"{_TOTALS_SET} FROM fence "
-            "WHERE r.namespace = fence.namespace AND r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
-            "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.namespace = done.namespace "
-            f"AND p.id = done.parent_run_id AND p.status = 'waiting' RETURNING p.id){events_sql}{usage_sql}{art_sql} "
-            "SELECT done.namespace, (SELECT count(*) FROM parent) FROM done",
+            _finish_run_sql(shape, usage_sql, art_sql),
             (
                 lease.namespace, lease.run_id, lease.token, *step_values, last_step is not None,
                 status, output, error, now, now, input_tokens, output_tokens, calls, cost, cost, now,
@@ -1121,6 +1120,22 @@ def _record_step_sql(shape: _EventsShape | None, usage_sql: str, art_sql: str) -
         f"WITH fence AS ({_FENCE}), step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
         "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1)"
         f"{_events_cte_sql(shape)}{usage_sql}{art_sql} SELECT 1 FROM step"
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _finish_run_sql(shape: _EventsShape | None, usage_sql: str, art_sql: str) -> str:
+    return (
+        f"WITH fence AS ({_FENCE}), "
+        f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
+        "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence WHERE %s RETURNING 1), "
+        "done AS (UPDATE plait_runs r SET status = %s, output = %s, error = %s, finished_at = %s, "
+        "updated_at = %s, owner = NULL, lease_expires_at = NULL, wait_info = NULL, "
+        f"{_TOTALS_SET} FROM fence "
+        "WHERE r.namespace = fence.namespace AND r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
+        "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.namespace = done.namespace "
+        f"AND p.id = done.parent_run_id AND p.status = 'waiting' RETURNING p.id){_events_cte_sql(shape)}"
+        f"{usage_sql}{art_sql} SELECT done.namespace, (SELECT count(*) FROM parent) FROM done"
     )
 
 

@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import socket
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -35,12 +34,6 @@ RELEASE_BACKOFF_SECONDS = 5.0
 MAX_INTERNAL_ERRORS = 3
 # Each internal error is stored as a failed attempt of this pseudo-step, with its traceback.
 INTERNAL_STEP = "$internal"
-# The final rows of runs this worker ended are kept this long (at most ``ENDED_KEEP`` of them), so a
-# ``result()`` asked just after the end needs no read. Only statuses no one can change back are kept
-# (a failed run can be retried, by any process).
-ENDED_KEEP_SECONDS = 10.0
-ENDED_KEEP = 4096
-ENDED_FOR_GOOD = ("succeeded", "cancelled")
 # On the real clock, runs due this soon are claimed (and their state read) ahead; each starts at its due time.
 CLAIM_AHEAD_SECONDS = 0.05
 
@@ -98,7 +91,6 @@ class Worker:
         self._poll_interval = poll_interval
         self._active: dict[str, tuple[asyncio.Task[None], RunExecution | None]] = {}
         self._waiters: dict[str, list[asyncio.Future[RunRow]]] = {}
-        self._ended: OrderedDict[str, tuple[float, RunRow]] = OrderedDict()  # run id -> (loop time, final row)
         self._wake = asyncio.Event()
         self._stopping = False
         self.draining = False
@@ -570,27 +562,9 @@ class Worker:
     # -- waiting for results -------------------------------------------------
 
     def _resolve_waiters(self, row: RunRow) -> None:
-        if row.status in ENDED_FOR_GOOD:
-            now = asyncio.get_running_loop().time()
-            self._ended[row.id] = (now, row)
-            self._ended.move_to_end(row.id)
-            while self._ended and (
-                len(self._ended) > ENDED_KEEP or next(iter(self._ended.values()))[0] < now - ENDED_KEEP_SECONDS
-            ):
-                self._ended.popitem(last=False)
         for future in self._waiters.pop(row.id, []):
             if not future.done():
                 future.set_result(row)
-
-    def _ended_here(self, namespace: str, run_id: str) -> RunRow | None:
-        """The final row of a run this worker ended moments ago (never one that can change back), else None."""
-        kept = self._ended.get(run_id)
-        if kept is None or kept[1].namespace != namespace:
-            return None
-        if kept[0] < asyncio.get_running_loop().time() - ENDED_KEEP_SECONDS:
-            del self._ended[run_id]
-            return None
-        return kept[1]
 
     async def wait_for_terminal(self, namespace: str, run_id: str, timeout: float | None) -> RunRow:
         """The run's final row; waits for this worker to finish it, polling for other processes."""
@@ -598,8 +572,6 @@ class Worker:
         deadline = None if timeout is None else loop.time() + timeout
         poll = 0.05
         while True:
-            if (ended := self._ended_here(namespace, run_id)) is not None:
-                return ended
             # A run this worker executes now is not final: its end resolves the waiter, no read needed.
             row: RunRow | None = None
             executing = namespace == self.namespace and run_id in self._active

@@ -726,6 +726,9 @@ class PostgresStore:
     async def _fenced(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Run a fenced statement that writes a run's events; once more if their seq was taken meanwhile.
 
+        At most all but ``RESERVED_CONNECTIONS`` pooled connections run these at once, so a claim or a
+        read is never queued behind a whole wave of them.
+
         The statement's snapshot is taken before its fence waits for the run's row lock: when the lock's
         holder (``send_event``, say) added an event to the run meanwhile, the events numbered here from
         that snapshot collide with it. Run again, the statement starts after the holder committed.

@@ -392,28 +392,7 @@ def _events_without_autoincrement(conn: sqlite3.Connection) -> None:
     too, when pruning had already removed it, so no id is ever handed out twice.
     """
     high = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'plait_events'").fetchone()
-    conn.execute(
-        """
-        CREATE TABLE plait_events_rebuilt (
-            id INTEGER PRIMARY KEY,
-            namespace TEXT NOT NULL,
-            run_id TEXT NOT NULL,
-            workflow_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            type TEXT NOT NULL,
-            step_id TEXT,
-            step_key TEXT,
-            attempt INTEGER,
-            payload TEXT,
-            created_at REAL NOT NULL
-        )
-        """
-    )
-    columns = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
-    conn.execute(f"INSERT INTO plait_events_rebuilt ({columns}) SELECT {columns} FROM plait_events")
-    conn.execute("DROP TABLE plait_events")
-    conn.execute("ALTER TABLE plait_events_rebuilt RENAME TO plait_events")
-    conn.execute("CREATE UNIQUE INDEX plait_events_run ON plait_events (namespace, run_id, seq)")
+    _rebuild(conn, "plait_events", ("id",))  # an INTEGER primary key of its own: the rowid, without AUTOINCREMENT
     newest = conn.execute("SELECT max(id) FROM plait_events").fetchone()[0] or 0
     if high is not None and high[0] > newest:
         # In a namespace nobody can name over HTTP or JSON (a NUL), so no reader meets it.

@@ -49,15 +49,8 @@ async def upsert(store: Store, row: TriggerRow) -> None:
     )  # fmt: skip
 
 
-async def for_source(store: Store, namespace: str, source_workflow_id: str) -> list[TriggerRow]:
-    rows = await store.sql(
-        f"SELECT {COLUMNS} FROM plait_triggers WHERE namespace = ? AND source_workflow_id = ? ORDER BY id",
-        (namespace, source_workflow_id),
-    )
-    return [_row(row) for row in rows]
-
-
 async def for_sources(store: Store, namespace: str, source_workflow_ids: list[str]) -> list[TriggerRow]:
+    """The stored triggers whose source is one of ``source_workflow_ids``."""
     marks = ", ".join("?" * len(source_workflow_ids))
     rows = await store.sql(
         f"SELECT {COLUMNS} FROM plait_triggers WHERE namespace = ? AND source_workflow_id IN ({marks}) ORDER BY id",
@@ -67,7 +60,7 @@ async def for_sources(store: Store, namespace: str, source_workflow_ids: list[st
 
 
 class SourceReads:
-    """``for_source`` for many runs ending at once, in one statement: each caller gets a read begun after it asked.
+    """The stored triggers of a run's source, read for many runs ending at once in one statement.
 
     A run reads its source's triggers just before it ends. When many end together (a wave of timers),
     a caller asking while a read is in flight waits for the next read, which begins after that one

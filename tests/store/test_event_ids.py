@@ -87,3 +87,5 @@ def test_the_migration_keeps_every_event_and_never_hands_out_an_id_again(tmp_pat
         assert "AUTOINCREMENT" not in created.upper()
         indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'plait_events'")
         assert [row[0] for row in indexes] == ["plait_events_run"]
+        # The id is the rowid itself (no separate key to keep up in every commit).
+        assert conn.execute("SELECT count(*) FROM plait_events WHERE id != rowid").fetchone()[0] == 0

@@ -62,47 +62,59 @@ async def for_sources(store: Store, namespace: str, source_workflow_ids: list[st
 class SourceReads:
     """The stored triggers of a run's source, read for many runs ending at once in one statement.
 
-    A run reads its source's triggers just before it ends. When many end together (a wave of timers),
-    a caller asking while a read is in flight waits for the next read, which begins after that one
-    ends: it sees every trigger stored before it asked, as a read of its own would, and the wave
-    costs a few statements instead of one per run.
+    A run reads its source's triggers just before it ends. When nothing else is being read, it reads
+    at once (no task, no turn of the loop: one run ending alone pays one statement). When many end
+    together (a wave of timers), a caller asking while a read is in flight waits for the next read,
+    which begins after that one ends: it sees every trigger stored before it asked, as a read of its
+    own would, and the wave costs a few statements instead of one per run.
     """
 
     def __init__(self, store: Store, namespace: str) -> None:
         self._store = store
         self._namespace = namespace
         self._asked: dict[str, list[asyncio.Future[list[TriggerRow]]]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._reading = False
 
     async def for_source(self, source_workflow_id: str) -> list[TriggerRow]:
+        if not self._reading:
+            self._reading = True
+            try:
+                return await for_sources(self._store, self._namespace, [source_workflow_id])
+            finally:
+                self._read_next()
         future: asyncio.Future[list[TriggerRow]] = asyncio.get_running_loop().create_future()
         self._asked.setdefault(source_workflow_id, []).append(future)
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read_asked(), name="plait-trigger-reads")
         return await future
 
+    def _read_next(self) -> None:
+        """A read ended: read for those who asked meanwhile, or let the next caller read at once."""
+        self._reading = bool(self._asked)
+        if self._reading:
+            asyncio.get_running_loop().create_task(self._read_asked(), name="plait-trigger-reads")
+
     async def _read_asked(self) -> None:
-        while self._asked:
-            asked, self._asked = self._asked, {}
-            try:
-                rows = await for_sources(self._store, self._namespace, sorted(asked))
-            except asyncio.CancelledError:  # the engine shuts down: nobody is left waiting forever
-                for futures in (*asked.values(), *self._asked.values()):
-                    for future in futures:
-                        future.cancel()
-                self._asked = {}
-                raise
-            except Exception as exc:  # noqa: BLE001 - each caller raises it, as its own read would
-                for futures in asked.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(exc)
-                continue
+        asked, self._asked = self._asked, {}
+        try:
+            rows = await for_sources(self._store, self._namespace, sorted(asked))
+        except asyncio.CancelledError:  # the engine shuts down: nobody is left waiting forever
+            for futures in (*asked.values(), *self._asked.values()):
+                for future in futures:
+                    future.cancel()
+            self._asked = {}
+            self._reading = False
+            raise
+        except Exception as exc:  # noqa: BLE001 - each caller raises it, as its own read would
+            for futures in asked.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+        else:
             for source, futures in asked.items():
                 found = [row for row in rows if row.source_workflow_id == source]
                 for future in futures:
                     if not future.done():
                         future.set_result(found)
+        self._read_next()
 
 
 async def listed(store: Store, namespace: str) -> list[TriggerRow]:

@@ -12,14 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_row, queue_row
+from plait.queues import Candidate, choose_claims
 from plait.store.base import (
     CLAIMABLE_STATUSES,
-    SLOT_RETRY_SECONDS,
     STATE_EVENT_TYPES,
     TERMINAL_STATUSES,
     USAGE_COLUMNS,
-    Decision,
     EventRow,
     Lease,
     NewEvent,
@@ -32,15 +30,14 @@ from plait.store.base import (
     StepRow,
     WaitRow,
     claim_events,
-    event_values,
-    is_decision_open,
     lifecycle,
     stale_lease,
     usage_totals,
     usage_values,
 )
 from plait.store.run_listing import run_filter_sql, run_listing_sql
-from plait.store.sqlite_connection import Durability, SQLiteConnection
+from plait.store.sqlite_events import EVENT_COLUMNS, SQLiteEvents
+from plait.store.sqlite_queues import SQLiteQueues
 from plait.store.sqlite_schema import MIGRATIONS
 
 RUN_COLUMNS = (
@@ -50,14 +47,6 @@ RUN_COLUMNS = (
     "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget, cancel_reason, config"
 )
 ARTIFACT_COLUMNS = "run_id, key, step_id, step_key, kind, content_type, size, data, blob, created_at, namespace"
-EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
-# seq is the run's next number: every writer of a run's events holds the write lock, so it is gap-free.
-EVENT_INSERT = (
-    "INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, "
-    "created_at) VALUES (?, ?, ?, "
-    "(SELECT coalesce(max(seq), 0) + 1 FROM plait_events WHERE namespace = ? AND run_id = ?), "
-    "?, ?, ?, ?, ?, ?)"
-)
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
 STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 # A step row that lands only while the lease holds the running run (see _insert_step_fenced).
@@ -80,12 +69,13 @@ def _step_values(namespace: str, step: StepRow) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-class SQLiteStore(SQLiteConnection):
-    """The ``Store`` on one SQLite file. Use from a single thread (the engine's loop)."""
+class SQLiteStore(SQLiteEvents, SQLiteQueues):
+    """The ``Store`` on one SQLite file. Use from a single thread (the engine's loop).
 
-    def __init__(self, path: str, *, durability: Durability = "full", lock_timeout: float = 30.0) -> None:
-        super().__init__(path, durability=durability, lock_timeout=lock_timeout)
-        self.record_events = True
+    Here: runs, their steps and waits, the hot path of every step (``record_step``,
+    ``finish_run``). The event log and the inbox are in ``sqlite_events``, queue
+    limits in ``sqlite_queues``, the connection and group commit in ``sqlite_connection``.
+    """
 
     def on_wakeup(self, callback: Callable[[], None]) -> None:
         """SQLite has no notifications: other processes' work is found by polling."""
@@ -264,23 +254,6 @@ class SQLiteStore(SQLiteConnection):
                 states[row[2]].events.append(EventRow(*row))
         return states
 
-    def _claimable_at_create(self, run: NewRun) -> NewRun:
-        """``run`` created pending instead of claimed when its queue has limits: only ``claim_runs`` applies them.
-
-        Read before the write: limits change only when a queue is registered, not per run.
-        """
-        if run.owner is None or run.queue is None:
-            return run
-        rows = self._read(
-            "SELECT name, concurrency, rate_count, rate_period, key_concurrency, priority FROM plait_queues "
-            "WHERE name = ?",
-            (run.queue,),
-        )
-        queue = queue_from_row(rows[0]) if rows else None
-        if queue is None or (not queue.is_limited and queue.priority):
-            return run
-        return replace(run, owner=None, lease_expires_at=None)
-
     async def has_ready_runs(self, namespace: str, refs: list[str], now: float, wall_now: float) -> bool:
         rows = self._read(
             f"SELECT 1 FROM plait_runs WHERE namespace = ? AND status IN {_CLAIMABLE_SQL} AND ready_at <= ? "
@@ -289,85 +262,6 @@ class SQLiteStore(SQLiteConnection):
             (namespace, now, wall_now, json.dumps(refs)),
         )
         return bool(rows)
-
-    @staticmethod
-    def _limited_queues(conn: sqlite3.Connection, names: set[str | None]) -> dict[str, Queue]:
-        if not names:
-            return {}
-        rows = conn.execute(
-            "SELECT name, concurrency, rate_count, rate_period, key_concurrency, priority FROM plait_queues "
-            "WHERE name IN (SELECT value FROM json_each(?))",
-            (json.dumps(sorted(n for n in names if n)),),
-        ).fetchall()
-        queues = {row[0]: queue_from_row(row) for row in rows}
-        return {name: queue for name, queue in queues.items() if queue.is_limited or not queue.priority}
-
-    @staticmethod
-    def _queue_load(conn: sqlite3.Connection, queue: Queue, now: float, wall_now: float) -> QueueLoad:
-        running = conn.execute(
-            "SELECT concurrency_key, count(*) FROM plait_runs WHERE queue = ? AND status = 'running' "
-            "AND lease_expires_at >= ? GROUP BY concurrency_key",
-            (queue.name, wall_now),
-        ).fetchall()
-        recent = 0
-        if queue.rate_period is not None:
-            conn.execute(
-                "DELETE FROM plait_queue_starts WHERE queue = ? AND started_at <= ?",
-                (queue.name, now - queue.rate_period),
-            )
-            recent = conn.execute("SELECT count(*) FROM plait_queue_starts WHERE queue = ?", (queue.name,)).fetchone()[
-                0
-            ]
-        by_key = {str(key): count for key, count in running if key is not None}
-        return QueueLoad(sum(count for _, count in running), by_key, int(recent))
-
-    async def register_queues(self, queues: list[Queue]) -> None:
-        def register(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT OR REPLACE INTO plait_queues (name, concurrency, rate_count, rate_period, key_concurrency, "
-                "priority) VALUES (?, ?, ?, ?, ?, ?)",
-                [queue_row(q) for q in queues],
-            )
-
-        if queues:
-            await self._write(register)
-
-    async def acquire_slot(
-        self, queue: str, holder: str, run_id: str, now: float, wall_now: float, expires_at: float
-    ) -> float | None:
-        def acquire(conn: sqlite3.Connection) -> float | None:
-            limited = self._limited_queues(conn, {queue})
-            spec = limited.get(queue)
-            if spec is None:
-                return None
-            conn.execute("DELETE FROM plait_slots WHERE queue = ? AND expires_at < ?", (queue, wall_now))
-            held = conn.execute(
-                "SELECT count(*) FROM plait_slots WHERE queue = ? AND holder != ?", (queue, holder)
-            ).fetchone()[0]
-            if spec.concurrency is not None and held >= spec.concurrency:
-                return SLOT_RETRY_SECONDS
-            if spec.rate_count is not None and spec.rate_period is not None:
-                load = self._queue_load(conn, spec, now, wall_now)
-                if load.recent_starts >= spec.rate_count:
-                    oldest = conn.execute(
-                        "SELECT min(started_at) FROM plait_queue_starts WHERE queue = ?", (queue,)
-                    ).fetchone()[0]
-                    return max(SLOT_RETRY_SECONDS, float(oldest) + spec.rate_period - now)
-                conn.execute("INSERT INTO plait_queue_starts (queue, started_at) VALUES (?, ?)", (queue, now))
-            conn.execute(
-                "INSERT OR REPLACE INTO plait_slots (queue, holder, run_id, acquired_at, expires_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (queue, holder, run_id, now, expires_at),
-            )
-            return None
-
-        return await self._write(acquire)
-
-    async def release_slot(self, queue: str, holder: str) -> None:
-        def release(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM plait_slots WHERE queue = ? AND holder = ?", (queue, holder))
-
-        await self._write(release)
 
     async def release_owners(self, namespace: str, owners: list[str]) -> int:
         def release(conn: sqlite3.Connection) -> int:
@@ -500,32 +394,6 @@ class SQLiteStore(SQLiteConnection):
             "WHERE namespace = ? AND id = ?",
             (input_tokens, output_tokens, calls, cost, cost, usage[0].namespace, usage[0].run_id),
         )
-
-    def _insert_events(self, conn: sqlite3.Connection, events: Sequence[NewEvent]) -> None:
-        if self.record_events and events:
-            conn.executemany(EVENT_INSERT, [event_values(e) for e in events])
-
-    async def read_run_events(self, namespace: str, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
-        rows = self._read(
-            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = ? AND run_id = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (namespace, run_id, after_seq, limit),
-        )
-        return [EventRow(*row) for row in rows]
-
-    async def events_head(self, namespace: str) -> str | None:
-        rows = self._read("SELECT max(id) FROM plait_events WHERE namespace = ?", (namespace,))
-        return None if rows[0][0] is None else str(rows[0][0])
-
-    async def read_events(self, namespace: str, cursor: str | None, limit: int) -> tuple[list[EventRow], str | None]:
-        # One writer at a time: ids are handed out in commit order, so the id is a safe cursor.
-        after = int(cursor) if cursor else 0
-        rows = self._read(
-            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = ? AND id > ? ORDER BY id LIMIT ?",
-            (namespace, after, limit),
-        )
-        events = [EventRow(*row) for row in rows]
-        return events, str(events[-1].id) if events else cursor
 
     async def finish_run(
         self,
@@ -725,70 +593,6 @@ class SQLiteStore(SQLiteConnection):
             return str(row[1])
 
         return await self._write(consume)
-
-    async def peek_event(self, namespace: str, run_id: str, name: str) -> str | None:
-        rows = self._read(
-            "SELECT payload FROM plait_inbox WHERE namespace = ? AND run_id = ? AND name = ? AND consumed_by IS NULL "
-            "ORDER BY id DESC LIMIT 1",
-            (namespace, run_id, name),
-        )
-        return str(rows[0][0]) if rows else None
-
-    async def send_event(
-        self,
-        namespace: str,
-        run_id: str,
-        name: str,
-        payload: str,
-        event_id: str | None,
-        now: float,
-        wakes: str,
-        decision: Decision | None = None,
-    ) -> tuple[str | None, bool]:
-        def send(conn: sqlite3.Connection) -> tuple[str | None, bool]:
-            row = conn.execute(
-                "SELECT status, workflow_id, wait_info FROM plait_runs WHERE id = ? AND namespace = ?",
-                (run_id, namespace),
-            )
-            found = row.fetchone()
-            if found is None:
-                return None, False
-            repeated = (
-                event_id is not None
-                and conn.execute(
-                    "SELECT 1 FROM plait_inbox WHERE namespace = ? AND run_id = ? AND event_id = ?",
-                    (namespace, run_id, event_id),
-                ).fetchone()
-            )
-            if repeated or found[0] in TERMINAL_STATUSES:
-                return ("duplicate" if repeated else str(found[0])), False
-            if decision is not None:
-                taken = conn.execute(
-                    "SELECT count(*), count(*) - count(consumed_by) FROM plait_inbox "
-                    "WHERE namespace = ? AND run_id = ? AND name = ?",
-                    (namespace, run_id, name),
-                ).fetchone()
-                if not is_decision_open(decision, found[0], found[2], wakes, taken[1] > 0, taken[0] > 0):
-                    return "decided", False
-            cursor = conn.execute(
-                "INSERT INTO plait_inbox (namespace, run_id, name, event_id, payload, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (namespace, run_id, name, event_id, payload, now),
-            )
-            if cursor.rowcount:
-                received = {"name": name, "event_id": event_id}
-                self._insert_events(
-                    conn, [NewEvent(namespace, run_id, found[1], "event.received", now, json.dumps(received))]
-                )
-            if cursor.rowcount and found[0] == wakes:
-                conn.execute(
-                    "UPDATE plait_runs SET status = 'waiting', ready_at = ?, updated_at = ? "
-                    "WHERE namespace = ? AND id = ?",
-                    (now, now, namespace, run_id),
-                )
-            return str(found[0]), cursor.rowcount == 1
-
-        return await self._write(send)
 
     async def next_ready_at(self, namespace: str, now: float) -> float | None:
         rows = self._read(

@@ -48,7 +48,7 @@ def spy_groups(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[in
 
 async def outcomes(writes: list[Awaitable[None]]) -> list[BaseException | None]:
     """Each write's error (None when it committed), all started in the same turn of the loop."""
-    return list(await asyncio.gather(*writes, return_exceptions=True))  # type: ignore[arg-type]
+    return list(await asyncio.gather(*writes, return_exceptions=True))
 
 
 def statuses(rows: list[tuple[Any, ...]]) -> dict[str, str]:

@@ -90,6 +90,8 @@ class Worker:
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
         self._active: dict[str, tuple[asyncio.Task[None], RunExecution | None]] = {}
+        # Runs of ``_active`` whose code is done and whose end is being committed: they hold no slot.
+        self._ending: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[RunRow]]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -128,7 +130,12 @@ class Worker:
 
     @property
     def has_capacity(self) -> bool:
-        return not self._stopping and len(self._active) < self._concurrency
+        return not self._stopping and self._running < self._concurrency
+
+    @property
+    def _running(self) -> int:
+        """How many runs hold a slot of ``concurrency``: those in flight here, but for those ending."""
+        return len(self._active) - len(self._ending)
 
     def lease_until(self) -> float:
         return wall_seconds() + self._lease_seconds
@@ -232,7 +239,7 @@ class Worker:
         at its due time, its claim and reads done)."""
         if self._stopping:  # claim nothing this process will not finish
             return 0
-        capacity = self._concurrency - len(self._active)
+        capacity = self._concurrency - self._running
         if limit is not None:
             capacity = min(capacity, limit)
         if capacity <= 0:
@@ -346,6 +353,8 @@ class Worker:
                 for observer in execution.observers:
                     await observer.run_started(execution.hook_info())
             status, output, error = await execution.execute()
+            # Its code is done; committing its end must not keep the next runs waiting for its slot.
+            self._end_slot(row.id)
             output_json = execution.output_json if status == "succeeded" else None
             error_json = json.dumps(error) if error else None
             now = self.clock.now().timestamp()
@@ -387,13 +396,26 @@ class Worker:
         finally:
             if execution is not None and execution.tracer is not None:
                 execution.tracer.end_run(row.id, final.status if final is not None else "paused")
-            was_full = len(self._active) >= self._concurrency
+            was_full = self._running >= self._concurrency and row.id not in self._ending
             self._active.pop(row.id, None)
+            self._ending.discard(row.id)
             self.store.set_concurrency_hint(len(self._active))
             if final is not None and final.is_terminal:
                 self._resolve_waiters(final)
             if was_full or row.parent_run_id is not None:  # room to claim more, or a parked parent to resume
                 self._wake.set()
+
+    def _end_slot(self, run_id: str) -> None:
+        """Free the slot of a run whose code is done (while its end commits); wake the claim loop if full.
+
+        At most ``concurrency`` runs end this way at once: a store slow to commit cannot make the
+        worker take on ever more runs.
+        """
+        if len(self._ending) >= self._concurrency:
+            return
+        if self._running >= self._concurrency:
+            self._wake.set()
+        self._ending.add(run_id)
 
     async def _internal_error(self, row: RunRow, lease: Lease, exc: Exception, count: int) -> RunRow | None:
         """Store an internal error on the run; hand it back, or fail it after ``MAX_INTERNAL_ERRORS``.

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from plait.clock import Clock
     from plait.loop_thread import LoopThread
     from plait.store.base import RunRow, Store
+    from plait.worker import Worker
 
 log = logging.getLogger("plait.triggers")
 
@@ -68,6 +69,7 @@ class TriggersMixin:
     # Provided by Engine.
     _loop: LoopThread
     _store: Store
+    _worker: Worker
     namespace: str
     clock: Clock
     _triggers: list[CompletionTrigger]
@@ -203,7 +205,9 @@ class TriggersMixin:
         declared = {trigger.id: trigger for trigger in self._triggers}
         if self._trigger_reads is None:
             self._trigger_reads = table.SourceReads(self._store, self.namespace)
-        for stored in await self._trigger_reads.for_source(row.workflow_id):
+        # Alone (no other run here can end meanwhile): read at once; else share a read with the others.
+        alone = self._worker.executing <= 1
+        for stored in await self._trigger_reads.for_source(row.workflow_id, alone=alone):
             if row.status not in stored.statuses:
                 continue
             trigger = declared.get(stored.id)

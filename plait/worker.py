@@ -133,6 +133,11 @@ class Worker:
         return not self._stopping and self._running < self._concurrency
 
     @property
+    def executing(self) -> int:
+        """How many runs this worker executes now (those whose end is committing included)."""
+        return len(self._active)
+
+    @property
     def _running(self) -> int:
         """How many runs hold a slot of ``concurrency``: those in flight here, but for those ending."""
         return len(self._active) - len(self._ending)

@@ -62,11 +62,11 @@ async def for_sources(store: Store, namespace: str, source_workflow_ids: list[st
 class SourceReads:
     """The stored triggers of a run's source, read for many runs ending at once in one statement.
 
-    A run reads its source's triggers just before it ends. When nothing else is being read, it reads
-    at once (no task, no turn of the loop: one run ending alone pays one statement). When many end
-    together (a wave of timers), a caller asking while a read is in flight waits for the next read,
-    which begins after that one ends: it sees every trigger stored before it asked, as a read of its
-    own would, and the wave costs a few statements instead of one per run.
+    A run reads its source's triggers just before it ends. When many end together (a wave of timers),
+    a caller asking while a read is in flight, or in the same turn of the loop as others, waits for the
+    next read, which begins after that one ends: it sees every trigger stored before it asked, as a read
+    of its own would, and the wave costs a few statements instead of one per run. A run ending alone
+    reads at once, without a task and a turn of the loop.
     """
 
     def __init__(self, store: Store, namespace: str) -> None:
@@ -74,9 +74,11 @@ class SourceReads:
         self._namespace = namespace
         self._asked: dict[str, list[asyncio.Future[list[TriggerRow]]]] = {}
         self._reading = False
+        self._reader: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to a task
 
-    async def for_source(self, source_workflow_id: str) -> list[TriggerRow]:
-        if not self._reading:
+    async def for_source(self, source_workflow_id: str, *, alone: bool = False) -> list[TriggerRow]:
+        """The triggers of ``source_workflow_id``; ``alone`` when no other run can end meanwhile here."""
+        if alone and not self._reading:
             self._reading = True
             try:
                 return await for_sources(self._store, self._namespace, [source_workflow_id])
@@ -84,13 +86,15 @@ class SourceReads:
                 self._read_next()
         future: asyncio.Future[list[TriggerRow]] = asyncio.get_running_loop().create_future()
         self._asked.setdefault(source_workflow_id, []).append(future)
+        if not self._reading:
+            self._read_next()  # a task: those asking in this turn of the loop join its read
         return await future
 
     def _read_next(self) -> None:
         """A read ended: read for those who asked meanwhile, or let the next caller read at once."""
         self._reading = bool(self._asked)
         if self._reading:
-            asyncio.get_running_loop().create_task(self._read_asked(), name="plait-trigger-reads")
+            self._reader = asyncio.get_running_loop().create_task(self._read_asked(), name="plait-trigger-reads")
 
     async def _read_asked(self) -> None:
         asked, self._asked = self._asked, {}

@@ -48,9 +48,25 @@ def test_runs_ending_while_a_read_is_in_flight_share_the_next_read(db_url: str) 
         assert [[t.id for t in await f] for f in later] == [["t_a"], ["t_b"], ["t_b"]]
         # One read for the first run, one for the three that asked meanwhile.
         assert held.reads == [("default", "a"), ("default", "a", "b")]
-        # Alone again: the next run reads at once, without waiting for anyone.
-        assert [t.id for t in await reads.for_source("b")] == ["t_b"]
+        # A run ending alone reads at once, without waiting for anyone.
+        assert [t.id for t in await reads.for_source("b", alone=True)] == ["t_b"]
         assert len(held.reads) == 3
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_runs_ending_in_one_turn_of_the_loop_share_one_read(db_url: str) -> None:
+    async def scenario() -> None:
+        store = open_store(db_url)
+        await store.migrate()
+        await upsert(store, trigger("t_a", "a"))
+        held = HeldReads(store)
+        held.release.set()
+        reads = SourceReads(held, "default")  # type: ignore[arg-type]  # the Store protocol's sql, counted
+        found = await asyncio.gather(*(reads.for_source(s) for s in ("a", "b", "a")))
+        assert [[t.id for t in f] for f in found] == [["t_a"], [], ["t_a"]]
+        assert held.reads == [("default", "a", "b")]
         await store.close()
 
     asyncio.run(scenario())
@@ -76,7 +92,7 @@ def test_a_failed_read_fails_only_its_callers_and_the_next_read_works(db_url: st
             assert "store down" in str(exc)
         else:
             raise AssertionError("the read of a broken store must raise to its caller")
-        held.store = store  # the store is back: the next run reads at once, and it works
+        held.store = store  # the store is back: the next read works
         assert [t.id for t in await reads.for_source("a")] == ["t_a"]
         await store.close()
 

@@ -8,29 +8,20 @@ transactions stay short and nothing else is needed.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
-import logging
-import re
-import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import replace
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import sql
 
 from plait.errors import StoreUnavailable
-from plait.queues import Candidate, Queue, QueueLoad, choose_claims, queue_from_row, queue_row
+from plait.queues import Candidate, choose_claims
 from plait.store.base import (
     CLAIMABLE_STATUSES,
-    SLOT_RETRY_SECONDS,
     STATE_EVENT_TYPES,
     TERMINAL_STATUSES,
     USAGE_COLUMNS,
-    ArtifactRow,
-    Decision,
     EventRow,
     Lease,
     NewEvent,
@@ -43,30 +34,28 @@ from plait.store.base import (
     StepRow,
     WaitRow,
     claim_events,
-    is_decision_open,
     lifecycle,
     stale_lease,
     usage_totals,
-    usage_values,
 )
-from plait.store.postgres_group import GroupCommit
+from plait.store.postgres_connection import CHANNEL, Cursor, split_schema
+from plait.store.postgres_events import EVENT_COLUMNS, PostgresEvents
+from plait.store.postgres_queues import PostgresQueues
 from plait.store.postgres_schema import MIGRATIONS
+from plait.store.postgres_statements import (
+    ARTIFACT_COLUMNS,
+    FENCE,
+    STEP_COLUMNS,
+    artifacts_cte,
+    events_cte_sql,
+    finish_run_sql,
+    record_step_sql,
+    step_values,
+    usage_cte,
+)
 from plait.store.run_listing import run_filter_sql, run_listing_sql
 
-try:
-    import psycopg
-    import psycopg.errors
-    from psycopg import sql
-    from psycopg.pq import ExecStatus
-    from psycopg_pool import AsyncConnectionPool, PoolTimeout
-except ImportError as missing:  # pragma: no cover - exercised only without the extra installed
-    raise StoreUnavailable("PostgreSQL support needs psycopg: pip install 'plait[postgres]'") from missing
-
-T = TypeVar("T")
-TUPLES_OK = ExecStatus.TUPLES_OK
-Cursor = psycopg.AsyncCursor[Any]
-
-log = logging.getLogger("plait.store.postgres")
+__all__ = ["PostgresStore", "split_schema"]
 
 RUN_COLUMNS = (
     "id, namespace, workflow_id, workflow_version, status, input, output, error, idempotency_key, priority, "
@@ -74,171 +63,17 @@ RUN_COLUMNS = (
     "ready_at, retried_at, owner, lease_token, wait_info, queue, concurrency_key, trace_context, "
     "usage_input_tokens, usage_output_tokens, usage_cost_nanos, usage_calls, budget, cancel_reason, config"
 )
-ARTIFACT_COLUMNS = "run_id, key, step_id, step_key, kind, content_type, size, data, blob, created_at, namespace"
-EVENT_COLUMNS = "id, namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, created_at"
-STEP_COLUMNS = "run_id, step_key, step_id, attempt, status, input, output, error, started_at, finished_at"
 WAIT_COLUMNS = "run_id, step_key, kind, wake_at, deadline, event_name, state, created_at"
-CHANNEL = "plait_wakeup"
-# How long the first connection may take before an engine reports the server unreachable.
-CONNECT_TIMEOUT_SECONDS = 5
-# How long one pooled connection stays pinned for single statements before it goes back to the pool.
-PIN_SECONDS = 60.0
-# Pooled connections a wave of fenced run writes (steps, ends) leaves to everything else: a claim or a
-# read queued behind dozens of them would wait for all of them (the pool serves in turn).
-RESERVED_CONNECTIONS = 2
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-def split_schema(url: str, schema: str | None) -> tuple[str, str]:
-    """The connection URL without plait's own ``?schema=`` parameter, and the schema to use."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query)
-    from_url = next((value for key, value in query if key == "schema"), None)
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    chosen = schema or from_url or "public"
-    if _SCHEMA_NAME.fullmatch(chosen) is None:
-        raise StoreUnavailable(f"invalid PostgreSQL schema name {chosen!r}: use lowercase letters, digits and '_'")
-    return urlunsplit(parts._replace(query=rest)), chosen
+class PostgresStore(PostgresEvents, PostgresQueues):
+    """The ``Store`` on PostgreSQL; plait's tables live in ``schema`` (default ``public``).
 
-
-class PostgresStore:
-    """The ``Store`` on PostgreSQL; plait's tables live in ``schema`` (default ``public``)."""
-
-    def __init__(self, url: str, *, schema: str | None = None, max_connections: int = 10) -> None:
-        self.url, self.schema = split_schema(url, schema)
-        self._pool = AsyncConnectionPool(
-            self.url,
-            min_size=1,
-            max_size=max_connections,
-            open=False,
-            kwargs={"autocommit": True},
-            configure=self._configure,
-            timeout=30.0,
-        )
-        # The connection single statements go through while it is free (see ``_connection``).
-        self._pinned: psycopg.AsyncConnection[Any] | None = None
-        self._pinned_busy = False
-        self._pinned_at = 0.0
-        self._listener: asyncio.Task[None] | None = None
-        self._probed = False
-        self.record_events = True
-        self._wakeup: Callable[[], None] | None = None
-        # At most all but ``RESERVED_CONNECTIONS`` pooled connections make fenced run writes at once, so a
-        # claim or a read is never queued behind a whole wave of them.
-        self._group = GroupCommit(
-            self._connection,
-            self._fenced_alone,
-            asyncio.Semaphore(max(1, max_connections - RESERVED_CONNECTIONS)),
-            _FENCE,
-        )
-
-    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-
-    async def _ensure_open(self) -> None:
-        if self._pool.closed and not self._probed:
-            await self._probe()
-        try:
-            await self._pool.open(wait=True, timeout=30.0)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreUnavailable(f"cannot connect to PostgreSQL at {self._where()}: {exc}") from exc
-
-    async def _probe(self) -> None:
-        """One direct connection first, so an unreachable server fails in seconds with its own reason.
-
-        The pool would retry for its whole timeout and log every attempt instead.
-        """
-        try:
-            conn = await psycopg.AsyncConnection.connect(self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-        except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreUnavailable(
-                f"cannot connect to PostgreSQL at {self._where()}: {reason}. Check that the server runs and "
-                "the URL (PLAIT_DATABASE_URL or --db) names it"
-            ) from None
-        await conn.close()
-        self._probed = True
-
-    def _where(self) -> str:
-        parts = urlsplit(self.url)
-        host = parts.hostname or "localhost"
-        return f"{host}:{parts.port or 5432}{parts.path or ''}"
-
-    async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-        pinned, self._pinned = self._pinned, None
-        if pinned is not None and not self._pinned_busy:
-            await self._pool.putconn(pinned)
-        await self._pool.close()
-
-    @asynccontextmanager
-    async def _cursor(self, *, write: bool) -> AsyncIterator[Cursor]:
-        """A cursor in a transaction (``write``) or in autocommit; driver errors become StoreUnavailable."""
-        try:
-            async with self._pool.connection() as conn:
-                if write:
-                    async with conn.transaction(), conn.cursor() as cursor:
-                        yield cursor
-                else:
-                    async with conn.cursor() as cursor:
-                        yield cursor
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreUnavailable(f"PostgreSQL failed: {exc}") from exc
-
-    async def _write(self, work: Callable[[Cursor], Awaitable[T]]) -> T:
-        async with self._cursor(write=True) as cursor:
-            return await work(cursor)
-
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A connection for one autocommit statement: the pinned one while it is free, else one from the pool.
-
-        The pool hands its idle connections round in turn; statements made one after another (a run's
-        steps) all going through one connection, and so one server process, keep its prepared statements
-        and caches warm.
-        Any error hands the pinned connection back to the pool, which replaces it if it is broken.
-        """
-        if self._pinned_busy or self._pool.closed:
-            async with self._pool.connection() as conn:
-                yield conn
-            return
-        self._pinned_busy = True
-        try:
-            if self._pinned is None:
-                self._pinned, self._pinned_at = await self._pool.getconn(), time.monotonic()
-            conn = self._pinned
-            try:
-                yield conn
-            except BaseException:
-                if self._pinned is conn:
-                    self._pinned = None
-                await self._pool.putconn(conn)
-                raise
-            # Now and then (and when the store closed meanwhile) it goes back, so the pool's
-            # max_lifetime and replacement of connections apply to it as to the others.
-            if self._pinned is not conn or time.monotonic() - self._pinned_at > PIN_SECONDS:
-                if self._pinned is conn:
-                    self._pinned = None
-                await self._pool.putconn(conn)
-        finally:
-            self._pinned_busy = False
-
-    async def _read(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
-        """One statement in autocommit, so its own transaction: its rows ([] when it returns none)."""
-        try:
-            async with self._connection() as conn, conn.cursor() as cursor:
-                await cursor.execute(query, params)
-                # The result's status, not ``description``: that would describe every column first.
-                result = cursor.pgresult
-                return await cursor.fetchall() if result is not None and result.status == TUPLES_OK else []
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise StoreUnavailable(f"PostgreSQL failed: {exc}") from exc
-
-    async def _notify(self, cursor: Cursor, namespace: str) -> None:
-        """Wake idle workers of this schema and namespace once the transaction commits."""
-        await cursor.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.schema}/{namespace}"))
+    Here: runs, their steps and waits, the hot path of every step (``record_step``,
+    ``finish_run``, their statements in ``postgres_statements``). The event log and the
+    inbox are in ``postgres_events``, queue limits in ``postgres_queues``, the pool and
+    group commit in ``postgres_connection``.
+    """
 
     # -- schema and wake-ups -------------------------------------------------
 
@@ -269,36 +104,6 @@ class PostgresStore:
     async def schema_version(self) -> int:
         rows = await self._read("SELECT max(version) FROM plait_schema")
         return int(rows[0][0] or 0)
-
-    def set_concurrency_hint(self, active_runs: int) -> None:
-        """Concurrent runs commit on their own pooled connections here: nothing to adjust."""
-
-    def on_wakeup(self, callback: Callable[[], None]) -> None:
-        self._wakeup = callback
-        if self._listener is None:
-            self._listener = asyncio.ensure_future(self._listen())
-
-    async def _listen(self) -> None:
-        """Call the wake-up callback on every NOTIFY for this schema; reconnect after outages."""
-        mine = f"{self.schema}/"
-        pause = 0.5
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-                async with conn:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
-                    pause = 0.5
-                    if self._wakeup:
-                        self._wakeup()  # anything missed while disconnected
-                    async for note in conn.notifies():
-                        if note.payload.startswith(mine) and self._wakeup:
-                            self._wakeup()
-            except asyncio.CancelledError:
-                raise
-            except psycopg.Error as exc:
-                log.warning("plait: PostgreSQL listener lost its connection (%s); retrying in %.1fs", exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 10.0)
 
     # -- runs ----------------------------------------------------------------
 
@@ -352,23 +157,6 @@ class PostgresStore:
         clauses, params = run_filter_sql(namespace, where, "%s")
         rows = await self._read(f"SELECT count(*) FROM plait_runs WHERE {' AND '.join(clauses)}", params)
         return int(rows[0][0])
-
-    async def _claimable_at_create(self, run: NewRun) -> NewRun:
-        """``run`` created pending instead of claimed when its queue has limits: only ``claim_runs`` applies them.
-
-        Read before the write: limits change only when a queue is registered, not per run.
-        """
-        if run.owner is None or run.queue is None:
-            return run
-        rows = await self._read(
-            "SELECT name, concurrency, rate_count, rate_period, key_concurrency, priority FROM plait_queues "
-            "WHERE name = %s",
-            (run.queue,),
-        )
-        queue = queue_from_row(rows[0]) if rows else None
-        if queue is None or (not queue.is_limited and queue.priority):
-            return run
-        return replace(run, owner=None, lease_expires_at=None)
 
     async def has_ready_runs(self, namespace: str, refs: list[str], now: float, wall_now: float) -> bool:
         rows = await self._read(
@@ -480,88 +268,6 @@ class PostgresStore:
                     states[row[2]].events.append(EventRow(*row))
         return states
 
-    @staticmethod
-    async def _limited_queues(cursor: Cursor, names: set[str | None], *, lock: bool) -> dict[str, Queue]:
-        """The limits of these queues; ``lock`` serializes claims on them across workers until commit."""
-        wanted = sorted(n for n in names if n)
-        if not wanted:
-            return {}
-        await cursor.execute(
-            "SELECT name, concurrency, rate_count, rate_period, key_concurrency, priority FROM plait_queues "
-            f"WHERE name = ANY(%s) ORDER BY name{' FOR UPDATE' if lock else ''}",
-            (wanted,),
-        )
-        queues = {row[0]: queue_from_row(row) for row in await cursor.fetchall()}
-        return {name: queue for name, queue in queues.items() if queue.is_limited or not queue.priority}
-
-    @staticmethod
-    async def _queue_load(cursor: Cursor, queue: Queue, now: float, wall_now: float) -> QueueLoad:
-        await cursor.execute(
-            "SELECT concurrency_key, count(*) FROM plait_runs WHERE queue = %s AND status = 'running' "
-            "AND lease_expires_at >= %s GROUP BY concurrency_key",
-            (queue.name, wall_now),
-        )
-        running = await cursor.fetchall()
-        recent = 0
-        if queue.rate_period is not None:
-            await cursor.execute(
-                "DELETE FROM plait_queue_starts WHERE queue = %s AND started_at <= %s",
-                (queue.name, now - queue.rate_period),
-            )
-            await cursor.execute("SELECT count(*) FROM plait_queue_starts WHERE queue = %s", (queue.name,))
-            row = await cursor.fetchone()
-            recent = int(row[0]) if row else 0
-        by_key = {str(key): int(count) for key, count in running if key is not None}
-        return QueueLoad(sum(int(count) for _, count in running), by_key, recent)
-
-    async def register_queues(self, queues: list[Queue]) -> None:
-        if not queues:
-            return
-
-        async def register(cursor: Cursor) -> None:
-            await cursor.executemany(
-                "INSERT INTO plait_queues (name, concurrency, rate_count, rate_period, key_concurrency, priority) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
-                "concurrency = EXCLUDED.concurrency, rate_count = EXCLUDED.rate_count, "
-                "rate_period = EXCLUDED.rate_period, key_concurrency = EXCLUDED.key_concurrency, "
-                "priority = EXCLUDED.priority",
-                [queue_row(q) for q in queues],
-            )
-
-        await self._write(register)
-
-    async def acquire_slot(
-        self, queue: str, holder: str, run_id: str, now: float, wall_now: float, expires_at: float
-    ) -> float | None:
-        async def acquire(cursor: Cursor) -> float | None:
-            spec = (await self._limited_queues(cursor, {queue}, lock=True)).get(queue)
-            if spec is None:
-                return None
-            await cursor.execute("DELETE FROM plait_slots WHERE queue = %s AND expires_at < %s", (queue, wall_now))
-            await cursor.execute("SELECT count(*) FROM plait_slots WHERE queue = %s AND holder != %s", (queue, holder))
-            held = await cursor.fetchone()
-            if spec.concurrency is not None and held is not None and held[0] >= spec.concurrency:
-                return SLOT_RETRY_SECONDS
-            if spec.rate_count is not None and spec.rate_period is not None:
-                load = await self._queue_load(cursor, spec, now, wall_now)
-                if load.recent_starts >= spec.rate_count:
-                    await cursor.execute("SELECT min(started_at) FROM plait_queue_starts WHERE queue = %s", (queue,))
-                    oldest = await cursor.fetchone()
-                    return max(SLOT_RETRY_SECONDS, float(oldest[0] if oldest else now) + spec.rate_period - now)
-                await cursor.execute("INSERT INTO plait_queue_starts (queue, started_at) VALUES (%s, %s)", (queue, now))
-            await cursor.execute(
-                "INSERT INTO plait_slots (queue, holder, run_id, acquired_at, expires_at) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT (queue, holder) DO UPDATE SET acquired_at = EXCLUDED.acquired_at, "
-                "expires_at = EXCLUDED.expires_at",
-                (queue, holder, run_id, now, expires_at),
-            )
-            return None
-
-        return await self._write(acquire)
-
-    async def release_slot(self, queue: str, holder: str) -> None:
-        await self._read("DELETE FROM plait_slots WHERE queue = %s AND holder = %s RETURNING 1", (queue, holder))
-
     async def release_owners(self, namespace: str, owners: list[str]) -> int:
         if not owners:
             return 0
@@ -632,7 +338,7 @@ class PostgresStore:
     async def _insert_step(cursor: Cursor, namespace: str, step: StepRow) -> None:
         await cursor.execute(
             f"INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            _step_values(namespace, step),
+            step_values(namespace, step),
         )
 
     async def record_step(
@@ -643,15 +349,15 @@ class PostgresStore:
         # Its text depends only on the shape (how many events, usage rows, artifacts), so the driver
         # prepares it once per connection and the server reuses the plan.
         shape, events_params = self._fenced_events(lease, events)
-        art_sql, art_params = _artifacts_cte(step.artifacts)
-        usage_sql, usage_params = _usage_cte(usage, with_totals=True)
+        art_sql, art_params = artifacts_cte(step.artifacts)
+        usage_sql, usage_params = usage_cte(usage, with_totals=True)
         rows = await self._fenced(
-            _record_step_sql(shape, usage_sql, art_sql),
+            record_step_sql(shape, usage_sql, art_sql),
             (
                 lease.namespace,
                 lease.run_id,
                 lease.token,
-                *_step_values(lease.namespace, step),
+                *step_values(lease.namespace, step),
                 *events_params,
                 *usage_params,
                 *art_params,
@@ -665,93 +371,11 @@ class PostgresStore:
         if shape is None:
             return
         rows = await self._fenced(
-            f"WITH fence AS ({_FENCE}){_events_cte_sql(shape)} SELECT 1 FROM fence",
+            f"WITH fence AS ({FENCE}){events_cte_sql(shape)} SELECT 1 FROM fence",
             (lease.namespace, lease.run_id, lease.token, *events_params),
         )
         if not rows:
             await self._explain_fence(lease)
-
-    def _fenced_events(self, lease: Lease, events: Sequence[NewEvent]) -> tuple[_EventsShape | None, list[Any]]:
-        """The shape and parameters of an ``ev`` CTE writing ``events`` behind a ``fence`` CTE (None: no events).
-
-        Events of the fenced run alone (the usual case) take the short form: the run's last seq is
-        looked up once, and each event's own parameters are only what differs between them.
-        """
-        if not events or not self.record_events:
-            return None, []
-        first = events[0]
-        if all(
-            e.run_id == lease.run_id and e.namespace == lease.namespace and e.workflow_id == first.workflow_id
-            for e in events
-        ):
-            params: list[Any] = [first.workflow_id, lease.namespace, lease.run_id]
-            for e in events:
-                params += [e.type, e.step_id, e.step_key, e.attempt, e.payload, e.created_at]
-            return (len(events), True), params
-        return (len(events), False), _events_insert(events, "")[1]
-
-    def _events_cte(self, events: Sequence[NewEvent], condition: str) -> tuple[str, list[Any]]:
-        """``, ev AS (INSERT ...)`` for a WITH clause, and its parameters ("" when there is nothing to log)."""
-        if not events or not self.record_events:
-            return "", []
-        query, params = _events_insert(events, condition)
-        return f", ev AS ({query})", params
-
-    async def _insert_events(self, cursor: Cursor, events: Sequence[NewEvent]) -> None:
-        if events and self.record_events:
-            query, params = _events_insert(events, "")
-            await cursor.execute(query, params)
-
-    async def read_run_events(self, namespace: str, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
-        rows = await self._read(
-            f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = %s AND run_id = %s AND seq > %s "
-            "ORDER BY seq LIMIT %s",
-            (namespace, run_id, after_seq, limit),
-        )
-        return [EventRow(*row) for row in rows]
-
-    async def events_head(self, namespace: str) -> str | None:
-        rows = await self._read(
-            "SELECT txid::text, id FROM plait_events WHERE namespace = %s "
-            "AND txid < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY txid DESC, id DESC LIMIT 1",
-            (namespace,),
-        )
-        return f"{rows[0][0]}:{rows[0][1]}" if rows else None
-
-    async def read_events(self, namespace: str, cursor: str | None, limit: int) -> tuple[list[EventRow], str | None]:
-        # Ids are handed out at insert, not at commit: order by transaction id and stop before the oldest
-        # transaction still running, so an event committing later can never land behind the cursor.
-        txid, last_id = cursor.split(":") if cursor else ("0", "0")
-        rows = await self._read(
-            f"SELECT {EVENT_COLUMNS}, txid::text FROM plait_events WHERE namespace = %s "
-            "AND (txid, id) > (%s::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot()) "
-            "ORDER BY txid, id LIMIT %s",
-            (namespace, txid, int(last_id), limit),
-        )
-        events = [EventRow(*row[:-1]) for row in rows]
-        return events, (f"{rows[-1][-1]}:{rows[-1][0]}" if rows else cursor)
-
-    async def _fenced(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Run a fenced statement of one run; its rows once committed ([] when the fence refused it).
-
-        Those of several runs made at once commit together (see ``postgres_group``).
-        """
-        return await self._group.write(query, params)
-
-    async def _fenced_alone(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Run a fenced statement that writes a run's events; once more if their seq was taken meanwhile.
-
-        The statement's snapshot is taken before its fence waits for the run's row lock: when the lock's
-        holder (``send_event``, say) added an event to the run meanwhile, the events numbered here from
-        that snapshot collide with it. Run again, the statement starts after the holder committed.
-        """
-        try:
-            return await self._read(query, params)
-        except StoreUnavailable as exc:
-            cause = exc.__cause__
-            if isinstance(cause, psycopg.errors.UniqueViolation) and cause.diag.constraint_name == "plait_events_run":
-                return await self._read(query, params)
-            raise
 
     async def _explain_fence(self, lease: Lease) -> None:
         """Raise why a fenced write found the lease stale (the write itself changed nothing)."""
@@ -772,19 +396,19 @@ class PostgresStore:
         events: Sequence[NewEvent] = (),
         usage: Sequence[NewUsage] = (),
     ) -> None:
-        step_values = _step_values(lease.namespace, last_step) if last_step is not None else (None,) * 11
+        last_values = step_values(lease.namespace, last_step) if last_step is not None else (None,) * 11
         shape, events_params = self._fenced_events(lease, events)
         # The run's row is updated once here (two updates of one row in one statement would lose one):
         # its usage totals grow in the same UPDATE that ends it.
-        usage_sql, usage_params = _usage_cte(usage, with_totals=False)
+        usage_sql, usage_params = usage_cte(usage, with_totals=False)
         input_tokens, output_tokens, cost, calls = usage_totals(usage)
-        art_sql, art_params = _artifacts_cte(last_step.artifacts if last_step is not None else ())
+        art_sql, art_params = artifacts_cte(last_step.artifacts if last_step is not None else ())
         # One statement: fence, the last step's row, the run's end, and waking a parent parked on it.
         # Its text is built once per shape (as record_step's), not per call.
         rows = await self._fenced(
-            _finish_run_sql(shape, usage_sql, art_sql),
+            finish_run_sql(shape, usage_sql, art_sql),
             (
-                lease.namespace, lease.run_id, lease.token, *step_values, last_step is not None,
+                lease.namespace, lease.run_id, lease.token, *last_values, last_step is not None,
                 status, output, error, now, now, input_tokens, output_tokens, calls, cost, cost, now,
                 *events_params, *usage_params, *art_params,
             ),
@@ -1010,232 +634,9 @@ class PostgresStore:
 
         return await self._write(consume)
 
-    async def peek_event(self, namespace: str, run_id: str, name: str) -> str | None:
-        rows = await self._read(
-            "SELECT payload FROM plait_inbox WHERE namespace = %s AND run_id = %s AND name = %s "
-            "AND consumed_by IS NULL ORDER BY id DESC LIMIT 1",
-            (namespace, run_id, name),
-        )
-        return str(rows[0][0]) if rows else None
-
-    async def send_event(
-        self,
-        namespace: str,
-        run_id: str,
-        name: str,
-        payload: str,
-        event_id: str | None,
-        now: float,
-        wakes: str,
-        decision: Decision | None = None,
-    ) -> tuple[str | None, bool]:
-        async def send(cursor: Cursor) -> tuple[str | None, bool]:
-            # Locking the run serializes this with a park of the same run, and with another
-            # decision on it: one of them sees the other.
-            await cursor.execute(
-                "SELECT status, workflow_id, wait_info FROM plait_runs WHERE id = %s AND namespace = %s FOR UPDATE",
-                (run_id, namespace),
-            )
-            found = await cursor.fetchone()
-            if found is None:
-                return None, False
-            repeated = False
-            if event_id is not None:
-                await cursor.execute(
-                    "SELECT 1 FROM plait_inbox WHERE namespace = %s AND run_id = %s AND event_id = %s",
-                    (namespace, run_id, event_id),
-                )
-                repeated = await cursor.fetchone() is not None
-            if repeated or found[0] in TERMINAL_STATUSES:
-                return ("duplicate" if repeated else str(found[0])), False
-            if decision is not None:
-                await cursor.execute(
-                    "SELECT count(*), count(*) - count(consumed_by) FROM plait_inbox "
-                    "WHERE namespace = %s AND run_id = %s AND name = %s",
-                    (namespace, run_id, name),
-                )
-                taken = await cursor.fetchone()
-                assert taken is not None
-                if not is_decision_open(decision, found[0], found[2], wakes, taken[1] > 0, taken[0] > 0):
-                    return "decided", False
-            await cursor.execute(
-                "INSERT INTO plait_inbox (namespace, run_id, name, event_id, payload, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (namespace, run_id, name, event_id, payload, now),
-            )
-            inserted = cursor.rowcount == 1
-            if inserted:
-                received = json.dumps({"name": name, "event_id": event_id})
-                await self._insert_events(
-                    cursor, [NewEvent(namespace, run_id, found[1], "event.received", now, received)]
-                )
-            if inserted and found[0] == wakes:
-                await cursor.execute(
-                    "UPDATE plait_runs SET status = 'waiting', ready_at = %s, updated_at = %s "
-                    "WHERE namespace = %s AND id = %s",
-                    (now, now, namespace, run_id),
-                )
-                await self._notify(cursor, namespace)
-            return str(found[0]), inserted
-
-        return await self._write(send)
-
     async def next_ready_at(self, namespace: str, now: float) -> float | None:
         rows = await self._read(
             "SELECT min(ready_at) FROM plait_runs WHERE namespace = %s AND status = ANY(%s) AND ready_at > %s",
             (namespace, list(CLAIMABLE_STATUSES), now),
         )
         return None if rows[0][0] is None else float(rows[0][0])
-
-
-def _step_values(namespace: str, step: StepRow) -> tuple[Any, ...]:
-    return (
-        namespace, step.run_id, step.step_key, step.step_id, step.attempt, step.status, step.input, step.output,
-        step.error, step.started_at, step.finished_at,
-    )  # fmt: skip
-
-
-# The lease fence of every write of a running run: its row, locked until commit, only while the lease holds.
-_FENCE = (
-    "SELECT id, namespace FROM plait_runs WHERE namespace = %s AND id = %s AND status = 'running' "
-    "AND lease_token = %s FOR UPDATE"
-)
-# How many events, and whether all are the fenced run's own (the short form of ``_fenced_events``).
-_EventsShape = tuple[int, bool]
-_RUN_EVENT_ROW = "(%s::text, %s::text, %s::text, %s::int, %s::text, %s::float8, {n})"
-
-
-@functools.lru_cache(maxsize=128)
-def _events_cte_sql(shape: _EventsShape | None) -> str:
-    """``, ev AS (INSERT ...)`` writing events only if the fence held ("" without events)."""
-    if shape is None:
-        return ""
-    count, own_run = shape
-    if not own_run:
-        return f", ev AS ({_events_insert_sql('WHERE EXISTS (SELECT 1 FROM fence)')})"
-    # One statement sees one snapshot: the events are numbered on from the run's last seq, in order.
-    # Every writer of a run's events holds the run's row lock (here: the fence), so none picks the same seq.
-    rows = ", ".join(_RUN_EVENT_ROW.format(n=n) for n in range(1, count + 1))
-    return (
-        ", ev AS (INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, "
-        "payload, created_at) SELECT fence.namespace, fence.id, %s::text, last.seq + v.n, v.type, v.step_id, "
-        "v.step_key, v.attempt, v.payload, v.created_at FROM fence, "
-        "(SELECT coalesce(max(seq), 0) AS seq FROM plait_events WHERE namespace = %s AND run_id = %s) AS last, "
-        f"(VALUES {rows}) AS v(type, step_id, step_key, attempt, payload, created_at, n))"
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _record_step_sql(shape: _EventsShape | None, usage_sql: str, art_sql: str) -> str:
-    return (
-        f"WITH fence AS ({_FENCE}), step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
-        "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence RETURNING 1)"
-        f"{_events_cte_sql(shape)}{usage_sql}{art_sql} SELECT 1 FROM step"
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _finish_run_sql(shape: _EventsShape | None, usage_sql: str, art_sql: str) -> str:
-    return (
-        f"WITH fence AS ({_FENCE}), "
-        f"step AS (INSERT INTO plait_steps (namespace, {STEP_COLUMNS}) "
-        "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM fence WHERE %s RETURNING 1), "
-        "done AS (UPDATE plait_runs r SET status = %s, output = %s, error = %s, finished_at = %s, "
-        "updated_at = %s, owner = NULL, lease_expires_at = NULL, wait_info = NULL, "
-        f"{_TOTALS_SET} FROM fence "
-        "WHERE r.namespace = fence.namespace AND r.id = fence.id RETURNING r.parent_run_id, fence.namespace), "
-        "parent AS (UPDATE plait_runs p SET ready_at = %s FROM done WHERE p.namespace = done.namespace "
-        f"AND p.id = done.parent_run_id AND p.status = 'waiting' RETURNING p.id){_events_cte_sql(shape)}"
-        f"{usage_sql}{art_sql} SELECT done.namespace, (SELECT count(*) FROM parent) FROM done"
-    )
-
-
-_ARTIFACT_ROW = (
-    "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::bigint, %s::bytea, %s::text, %s::float8, "
-    "%s::text)"
-)
-
-
-def _artifacts_cte(artifacts: Sequence[ArtifactRow]) -> tuple[str, list[Any]]:
-    """``, art AS (INSERT ...)`` writing a step's artifacts only if the fence held ("" when there are none)."""
-    if not artifacts:
-        return "", []
-    latest = {a.key: a for a in artifacts}  # one row per key: ON CONFLICT cannot touch a row twice
-    params: list[Any] = []
-    for a in latest.values():
-        params += [a.run_id, a.key, a.step_id, a.step_key, a.kind, a.content_type, a.size, a.data, a.blob]
-        params += [a.created_at, a.namespace]
-    query = (
-        f", art AS (INSERT INTO plait_artifacts ({ARTIFACT_COLUMNS}) SELECT * FROM (VALUES "
-        f"{', '.join([_ARTIFACT_ROW] * len(latest))}) AS v({ARTIFACT_COLUMNS}) WHERE EXISTS (SELECT 1 FROM fence) "
-        "ON CONFLICT (namespace, run_id, key) DO UPDATE SET step_id = excluded.step_id, step_key = excluded.step_key, "
-        "kind = excluded.kind, content_type = excluded.content_type, size = excluded.size, data = excluded.data, "
-        "blob = excluded.blob, created_at = excluded.created_at)"
-    )
-    return query, params
-
-
-_TOTALS_SET = (
-    "usage_input_tokens = r.usage_input_tokens + %s, usage_output_tokens = r.usage_output_tokens + %s, "
-    "usage_calls = r.usage_calls + %s, "
-    "usage_cost_nanos = CASE WHEN %s::bigint IS NULL THEN r.usage_cost_nanos "
-    "ELSE coalesce(r.usage_cost_nanos, 0) + %s::bigint END"
-)
-_USAGE_ROW = (
-    "(%s::text, %s::text, %s::text, %s::text, %s::text, %s::int, %s::int, %s::text, %s::text, %s::bigint, %s::bigint, "
-    "%s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text, %s::float8)"
-)
-
-
-def _usage_cte(usage: Sequence[NewUsage], *, with_totals: bool) -> tuple[str, list[Any]]:
-    """``, usage AS (INSERT ...)`` (and the run's totals) for a fenced WITH clause; "" without usage."""
-    if not usage:
-        return "", []
-    query = (
-        f", usage AS (INSERT INTO plait_usage ({USAGE_COLUMNS}) SELECT * FROM "
-        f"(VALUES {', '.join([_USAGE_ROW] * len(usage))}) AS v WHERE EXISTS (SELECT 1 FROM fence))"
-    )
-    params: list[Any] = [value for call in usage for value in usage_values(call)]
-    if with_totals:
-        query += (
-            f", totals AS (UPDATE plait_runs r SET {_TOTALS_SET} FROM fence "
-            "WHERE r.namespace = fence.namespace AND r.id = fence.id)"
-        )
-        input_tokens, output_tokens, cost, calls = usage_totals(usage)
-        params += [input_tokens, output_tokens, calls, cost, cost]
-    return query, params
-
-
-def _events_insert(events: Sequence[NewEvent], condition: str) -> tuple[str, list[Any]]:
-    """One INSERT of events that numbers each run's events on from its last seq.
-
-    One statement sees one snapshot, so the numbers come from max(seq) plus
-    the event's place among that run's events in this statement. Every writer
-    of a run's events holds the run's row lock, so two never pick the same seq.
-
-    The events go in as one array per column: the statement's text is the same however many there
-    are, so the driver parses it once and the server plans it once (a claim of 64 timers writes 128).
-    """
-    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
-    for e in events:
-        for column, value in zip(
-            columns,
-            (e.namespace, e.run_id, e.workflow_id, e.type, e.step_id, e.step_key, e.attempt, e.payload, e.created_at),
-            strict=True,
-        ):
-            column.append(value)
-    return _events_insert_sql(condition), list(columns)
-
-
-@functools.lru_cache(maxsize=16)
-def _events_insert_sql(condition: str) -> str:
-    return (
-        "INSERT INTO plait_events (namespace, run_id, workflow_id, seq, type, step_id, step_key, attempt, payload, "
-        "created_at) SELECT v.namespace, v.run_id, v.workflow_id, "
-        "(SELECT coalesce(max(e.seq), 0) FROM plait_events e "
-        "WHERE e.namespace = v.namespace AND e.run_id = v.run_id) "
-        "+ row_number() OVER (PARTITION BY v.namespace, v.run_id ORDER BY v.n), v.type, v.step_id, v.step_key, "
-        "v.attempt, v.payload, v.created_at FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
-        "%s::text[], %s::text[], %s::int[], %s::text[], %s::float8[]) WITH ORDINALITY "
-        f"AS v(namespace, run_id, workflow_id, type, step_id, step_key, attempt, payload, created_at, n) {condition}"
-    )

@@ -1,10 +1,10 @@
 """Group commit of fenced run writes on PostgreSQL: the writes of many runs, one transaction, one round trip.
 
-Runs that end (or commit a step) in the same turn of the event loop, or while
-every write connection is busy, go out together: one pipeline holding
-``BEGIN``, each run's fenced statement, ``COMMIT``. That is one pooled
-connection, one network round trip and one WAL flush for all of them, instead
-of one each; a wave of timers due together ends this way.
+A write goes at once on a free pooled connection. Writes made while every
+write connection is busy (a wave of timers due together, ending) wait and go
+out together when one frees: one pipeline holding ``BEGIN``, each run's fenced
+statement, ``COMMIT``. That is one connection, one network round trip and one
+WAL flush for all of them, instead of one each.
 
 Each statement is still fenced by its own run's lease, and one run's outcome
 never decides another's:
@@ -78,11 +78,18 @@ class GroupCommit:
 
     async def write(self, query: str, params: tuple[Any, ...]) -> Rows:
         """The rows of the fenced statement once committed ([] when its fence refused it)."""
+        if not self._queue and not self._slots.locked():
+            # A connection is free: the write goes at once, on its own, in parallel with the others.
+            # Writes wait to go together only when every write connection is busy: a group's
+            # statements run one after another in one server process, which costs a burst of
+            # independent writes (steps of many runs, a fan-out) more than it saves.
+            async with self._slots:
+                return await self._alone(query, params)
         future: asyncio.Future[Rows] = asyncio.get_running_loop().create_future()
         self._queue.append(_Write(query, params, future))
         if not self._flush_pending:
             self._flush_pending = True
-            # A task starts on the loop's next turn: writes queued in this turn join the group.
+            # The flush waits for a free connection: writes queued meanwhile join its group.
             flush = asyncio.ensure_future(self._flush())
             self._flushes.add(flush)
             flush.add_done_callback(self._flushes.discard)

@@ -1,4 +1,6 @@
-"""Group commit on PostgreSQL: fenced writes of runs ending together share one transaction, each still fenced.
+"""Group commit on PostgreSQL: fenced writes made while every write connection is busy share one transaction.
+
+Each is still fenced by its own lease. (A write made while a connection is free goes at once, alone.)
 
 One run's write failing (its lease taken over, its row locked elsewhere, its statement raising) must fail or
 delay only that run's write: the others commit, and nothing of them is lost.
@@ -7,7 +9,7 @@ delay only that run's write: the others commit, and nothing of them is lost.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import psycopg
@@ -46,9 +48,23 @@ def spy_groups(store: PostgresStore, monkeypatch: pytest.MonkeyPatch) -> list[in
     return sizes
 
 
-async def outcomes(writes: list[Awaitable[None]]) -> list[BaseException | None]:
-    """Each write's error (None when it committed), all started in the same turn of the loop."""
-    return list(await asyncio.gather(*writes, return_exceptions=True))
+async def while_busy(store: PostgresStore, writes: Sequence[Awaitable[None]]) -> list[asyncio.Future[None]]:
+    """``writes`` started while every write connection is busy (as in a wave of runs ending): they queue."""
+    slots = store._group._slots
+    taken = 0
+    while not slots.locked():
+        await slots.acquire()
+        taken += 1
+    started: list[asyncio.Future[None]] = [asyncio.ensure_future(write) for write in writes]
+    await asyncio.sleep(0)  # each reaches the queue
+    for _ in range(taken):
+        slots.release()
+    return started
+
+
+async def outcomes(store: PostgresStore, writes: Sequence[Awaitable[None]]) -> list[BaseException | None]:
+    """Each write's error (None when it committed), all made while every write connection is busy."""
+    return list(await asyncio.gather(*await while_busy(store, writes), return_exceptions=True))
 
 
 def statuses(rows: list[tuple[Any, ...]]) -> dict[str, str]:
@@ -65,10 +81,11 @@ def test_runs_ending_together_commit_once_and_a_taken_over_lease_fails_only_its_
         # Another worker took r2 over (its lease expired): its token moved on.
         await store.sql("UPDATE plait_runs SET lease_token = lease_token + 1, owner = 'other:2:2' WHERE id = 'r2'")
         errors = await outcomes(
+            store,
             [
                 store.finish_run(lease, "succeeded", "2", None, 5.0, step_row(run_id, "last"))
                 for run_id, lease in leases.items()
-            ]
+            ],
         )
         assert groups == [5]
         assert [type(e) if e else None for e in errors] == [None, None, LeaseLost, None, None]
@@ -99,10 +116,8 @@ def test_a_run_locked_elsewhere_does_not_hold_up_its_group_and_commits_once_the_
             await other.execute(f'SET search_path TO "{schema}"')
             # Lock r3's row, as a send_event or another worker's heartbeat does, until we commit.
             await other.execute("SELECT 1 FROM plait_runs WHERE id = 'r3' FOR UPDATE")
-            writes = {
-                run_id: asyncio.ensure_future(store.record_step(lease, step_row(run_id, "a")))
-                for run_id, lease in leases.items()
-            }
+            made = [store.record_step(lease, step_row(r, "a")) for r, lease in leases.items()]
+            writes = dict(zip(leases, await while_busy(store, made), strict=True))
             others = [writes[run_id] for run_id in RUN_IDS if run_id != "r3"]
             done, _ = await asyncio.wait(others, timeout=10)
             assert done == set(others) and not writes["r3"].done()  # the others did not wait for r3's lock
@@ -126,7 +141,7 @@ def test_a_write_that_raises_fails_alone_and_the_rest_of_its_group_commits(
         groups = spy_groups(store, monkeypatch)
         # r1's step "a" attempt 1 is stored already: writing it again violates the steps' primary key,
         # which rolls the whole group's transaction back.
-        errors = await outcomes([store.record_step(lease, step_row(run_id, "a")) for run_id, lease in leases.items()])
+        errors = await outcomes(store, [store.record_step(lease, step_row(r, "a")) for r, lease in leases.items()])
         assert groups == [5]
         assert [type(e) if e else None for e in errors] == [None, StoreUnavailable, None, None, None]
         assert "plait_steps" in str(errors[1])
@@ -141,14 +156,28 @@ def test_a_write_cancelled_before_its_group_is_sent_is_not_written(postgres_url:
     async def scenario() -> None:
         store = PostgresStore(postgres_url)
         leases = await claimed_runs(store)
-        writes = [
-            asyncio.ensure_future(store.record_step(lease, step_row(run_id, "a"))) for run_id, lease in leases.items()
-        ]
-        writes[0].cancel()  # its run stopped in the same turn, before the group went out
+        writes = await while_busy(store, [store.record_step(lease, step_row(r, "a")) for r, lease in leases.items()])
+        writes[0].cancel()  # its run stopped while it waited, before the group went out
         results = await asyncio.gather(*writes, return_exceptions=True)
         assert isinstance(results[0], asyncio.CancelledError) and results[1:] == [None] * 4
         steps = await store.sql("SELECT run_id FROM plait_steps ORDER BY run_id")
         assert [s[0] for s in steps] == RUN_IDS[1:]
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_write_made_while_a_connection_is_free_goes_at_once_alone(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        store = PostgresStore(postgres_url)
+        leases = await claimed_runs(store)
+        groups = spy_groups(store, monkeypatch)
+        errors = await asyncio.gather(*(store.record_step(lease, step_row(r, "a")) for r, lease in leases.items()))
+        assert errors == [None] * 5 and groups == []  # eight write connections: each went on its own
+        steps = await store.sql("SELECT run_id FROM plait_steps ORDER BY run_id")
+        assert [s[0] for s in steps] == RUN_IDS
         await store.close()
 
     asyncio.run(scenario())

@@ -45,3 +45,17 @@ def test_documents_benchmark_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "apply_ops" in done.stdout and "document / builder" in done.stdout
+
+
+def test_anatomy_benchmark_runs_and_splits_a_step(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "anatomy.py"), "--runs", "3", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "one more step:" in done.stdout and "the run itself:" in done.stdout
+    assert "WAL pages per commit, events=on" in done.stdout and "plait_steps" in done.stdout
+    assert "hand-off to a step thread and back" in done.stdout

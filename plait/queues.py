@@ -57,6 +57,11 @@ class Queue:
     def is_limited(self) -> bool:
         return any(v is not None for v in (self.concurrency, self.rate_limit, self.key_concurrency))
 
+    @property
+    def orders_claims(self) -> bool:
+        """Whether only ``claim_runs`` may start its runs: it has limits, or its runs go strictly FIFO."""
+        return self.is_limited or not self.priority
+
 
 @dataclass(frozen=True)
 class Candidate:

@@ -28,7 +28,7 @@ class PostgresQueues(PostgresConnection):
             (run.queue,),
         )
         queue = queue_from_row(rows[0]) if rows else None
-        if queue is None or (not queue.is_limited and queue.priority):
+        if queue is None or not queue.orders_claims:
             return run
         return replace(run, owner=None, lease_expires_at=None)
 
@@ -44,7 +44,7 @@ class PostgresQueues(PostgresConnection):
             (wanted,),
         )
         queues = {row[0]: queue_from_row(row) for row in await cursor.fetchall()}
-        return {name: queue for name, queue in queues.items() if queue.is_limited or not queue.priority}
+        return {name: queue for name, queue in queues.items() if queue.orders_claims}
 
     @staticmethod
     async def _queue_load(cursor: Cursor, queue: Queue, now: float, wall_now: float) -> QueueLoad:

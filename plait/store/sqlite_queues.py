@@ -30,7 +30,7 @@ class SQLiteQueues(SQLiteConnection):
             (run.queue,),
         )
         queue = queue_from_row(rows[0]) if rows else None
-        if queue is None or (not queue.is_limited and queue.priority):
+        if queue is None or not queue.orders_claims:
             return run
         return replace(run, owner=None, lease_expires_at=None)
 
@@ -44,7 +44,7 @@ class SQLiteQueues(SQLiteConnection):
             (json.dumps(sorted(n for n in names if n)),),
         ).fetchall()
         queues = {row[0]: queue_from_row(row) for row in rows}
-        return {name: queue for name, queue in queues.items() if queue.is_limited or not queue.priority}
+        return {name: queue for name, queue in queues.items() if queue.orders_claims}
 
     @staticmethod
     def _queue_load(conn: sqlite3.Connection, queue: Queue, now: float, wall_now: float) -> QueueLoad:

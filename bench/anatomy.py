@@ -22,22 +22,16 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from steps import async_noop, raw_commit_seconds, sequential_flow  # the sibling bench script (bench/ is on the path)
+
 import plait
 from plait.step_threads import StepThreads
 
 Durability = Literal["full", "normal"]
 
 
-@plait.step
-async def noop(x: int) -> int:
-    return x + 1
-
-
 def chain(steps: int) -> plait.Workflow[int, int]:
-    builder = plait.workflow(f"anatomy_{steps}", input=int)
-    for i in range(steps):
-        builder = builder.then(noop.with_options(id=f"s{i}"))
-    return builder.commit()
+    return sequential_flow(async_noop.with_options(id=f"noop{steps}"), steps)
 
 
 def slope_and_intercept(url: str, runs: int, rounds: int, durability: Durability) -> dict[int, float]:
@@ -114,13 +108,10 @@ def raw_commit_us(folder: Path, durability: str, count: int = 1000) -> float:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={durability.upper()}")
     conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, payload TEXT)")
-    started = time.perf_counter()
-    for _ in range(count):
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO t (payload) VALUES (?)", ("x" * 200,))
-        conn.execute("COMMIT")
-    conn.close()
-    return (time.perf_counter() - started) / count * 1e6
+    try:
+        return raw_commit_seconds(conn, count) * 1e6
+    finally:
+        conn.close()
 
 
 def main() -> None:

@@ -780,6 +780,25 @@ class Engine(
         records = [StepRecord.from_row(row) for row in await self._store.load_steps(self.namespace, run_id)]
         return await self._steps_with_usage(run_id, records) if run.usage_calls else records
 
+    def _settled_result(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> tuple[bool, Any]:
+        """(True, the outcome) of a run this process's worker ended for good; (False, None) otherwise.
+
+        It reads what the worker kept, with no trip to the loop or the store. With ``wait`` (a thread
+        other than the loop's), a run executing here is waited for, up to ``timeout`` seconds.
+        """
+        if wait and not self._loop.is_current():
+            row = self._worker.wait_settled(self.namespace, run_id, timeout)
+        else:
+            row = self._worker.settled_row(self.namespace, run_id)
+        if row is None:
+            return False, None
+        return True, self._outcome(row)
+
+    def _outcome(self, row: RunRow) -> Any:
+        workflow = self._lookup(row.workflow_id, row.workflow_version)
+        spec = self._specs.get(f"{row.workflow_id}@{row.workflow_version}") if workflow is None else None
+        return outcome(row, workflow.output_codec if workflow else spec.output_codec if spec else None)
+
     async def _result(self, run_id: str, timeout: float | None) -> Any:
         self._ensure_started()
         try:
@@ -793,9 +812,7 @@ class Engine(
                 run_id=run_id,
                 status=now.status,
             ) from exc
-        workflow = self._lookup(row.workflow_id, row.workflow_version)
-        spec = self._specs.get(f"{row.workflow_id}@{row.workflow_version}") if workflow is None else None
-        return outcome(row, workflow.output_codec if workflow else spec.output_codec if spec else None)
+        return self._outcome(row)
 
     # -- acting on runs ------------------------------------------------------
 

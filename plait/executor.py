@@ -88,6 +88,9 @@ class RunHost(Protocol):
 
 # A retry back-off at least this long (seconds) parks the run instead of holding it in memory.
 PARK_RETRIES_LONGER_THAN = 2.0
+# Steps that never await (plait commits without yielding) would hold the loop for a whole run:
+# between steps, a run that held it this long lets everything else (heartbeats, starts, reads) in.
+HOLD_LOOP_SECONDS = 0.05
 
 
 class ParkSignal(BaseException):
@@ -149,8 +152,9 @@ class RunExecution:
         self.cancelled = False
         # The workflow's timeout counts from the run's creation, or from its last engine.retry.
         self.deadline = None if workflow.timeout is None else (run.retried_at or run.created_at) + workflow.timeout
-        self.loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()  # a sync step's thread reads artifacts through it
         self.hand_back_after: float | None = None  # loop time: engine.execute's budget ends then
+        self._yield_at = self.loop.time() + HOLD_LOOP_SECONDS
         self._resolved: dict[str, StepRow] = {}
         self._failed_attempts: dict[str, int] = {}
         self._contexts: set[Context] = set()
@@ -181,7 +185,6 @@ class RunExecution:
         # ctx.artifacts.put of each step attempt in flight, by step key: committed with its result.
         self.pending_artifacts: dict[str, dict[str, ArtifactRow]] = {}
         self.configs = StepConfigs(workflow, run.config)
-        self.loop = asyncio.get_running_loop()  # a sync step's thread reads artifacts through it
 
     def mark_cancelled(self) -> None:
         self.cancelled = True
@@ -569,6 +572,9 @@ class RunExecution:
     async def _run_task(self, task: Task, key: str, value: Any) -> Any:
         if key in self._resolved:
             return _replay(task, self._resolved[key])
+        if self.loop.time() >= self._yield_at:
+            await asyncio.sleep(0)
+            self._yield_at = self.loop.time() + HOLD_LOOP_SECONDS
         if self.host.draining or (self.hand_back_after is not None and self.loop.time() >= self.hand_back_after):
             # Shutting down, or execute()'s budget is spent: hand the run back at this step boundary.
             self._park("pending", self._now(), None, {"kind": "handed_back", "step_id": task.id})

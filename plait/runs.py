@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -255,12 +255,18 @@ class RunHandle(Generic[O_co]):
 
         Raises RunFailed or RunCancelled, and ResultTimeout (a TimeoutError) after ``timeout`` seconds.
         """
-        result: O_co = self._sync(self._engine._result(self.id, timeout))
-        return result
+        started = time.monotonic()
+        settled, result = self._engine._settled_result(self.id, wait=True, timeout=timeout)
+        if not settled:  # not executing here, or not ended for good: the store says how it stands
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            result = self._sync(self._engine._result(self.id, left))
+        return cast(O_co, result)
 
     async def aresult(self, timeout: float | None = None) -> O_co:
-        result: O_co = await self._async(self._engine._result(self.id, timeout))
-        return result
+        settled, result = self._engine._settled_result(self.id)
+        if not settled:
+            result = await self._async(self._engine._result(self.id, timeout))
+        return cast(O_co, result)
 
     def steps(self) -> list[StepRecord]:
         """Every step attempt so far, in the order they finished."""

@@ -8,6 +8,9 @@ import json
 import logging
 import math
 import socket
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -24,6 +27,13 @@ from plait.run_log import public_error
 from plait.store.base import EventRow, Lease, NewEvent, RunRow, RunState, StepRow, Store
 from plait.tracing import Tracer
 from plait.workflow.graph import Workflow
+
+# Statuses no operation leaves (retry reopens failed runs only), and how many such final rows
+# (with outputs up to 64 KiB of JSON) the worker keeps for result() to read without the store.
+SETTLED = frozenset({"succeeded", "cancelled"})
+SETTLED_RUNS = 256
+SETTLED_OUTPUT_CHARS = 64 * 1024
+THREAD_WAIT_SLICE = 0.5
 
 log = logging.getLogger("plait.worker")
 
@@ -93,6 +103,14 @@ class Worker:
         # Runs of ``_active`` whose code is done and whose end is being committed: they hold no slot.
         self._ending: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[RunRow]]] = {}
+        # Final rows of runs this worker ended for good (succeeded or cancelled: only a failed run can be
+        # reopened), newest last: the first ``result()`` after a run ends takes it from here, without a trip
+        # to the loop and the store; later ones read the store. Other threads take rows with one dict
+        # operation (atomic under the GIL).
+        self._settled: OrderedDict[str, RunRow] = OrderedDict()
+        # Threads blocked in ``wait_settled`` on a run executing here, woken when its execution ends.
+        self._thread_waiters: dict[str, list[threading.Event]] = {}
+        self._thread_waiters_lock = threading.Lock()
         self._wake = asyncio.Event()
         self._stopping = False
         self.draining = False
@@ -336,6 +354,9 @@ class Worker:
         execution: RunExecution | None = None
         internal_errors = 0
         try:
+            # Whoever adopted the run (start(), a claim) answers first: a run whose steps never await
+            # anything would otherwise hold the loop, and keep start() from returning, until it ends.
+            await asyncio.sleep(0)
             workflow = self._lookup(row.workflow_id, row.workflow_version)
             if workflow is None:  # unregistered since the claim: let a worker that has it take over
                 await self.store.release_run(lease, self.clock.now().timestamp())
@@ -407,6 +428,10 @@ class Worker:
             self.store.set_concurrency_hint(len(self._active))
             if final is not None and final.is_terminal:
                 self._resolve_waiters(final)
+            with self._thread_waiters_lock:
+                woken = self._thread_waiters.pop(row.id, [])
+            for ended in woken:
+                ended.set()
             if was_full or row.parent_run_id is not None:  # room to claim more, or a parked parent to resume
                 self._wake.set()
 
@@ -589,9 +614,41 @@ class Worker:
     # -- waiting for results -------------------------------------------------
 
     def _resolve_waiters(self, row: RunRow) -> None:
+        if row.status in SETTLED and len(row.output or "") <= SETTLED_OUTPUT_CHARS:
+            self._settled[row.id] = row
+            if len(self._settled) > SETTLED_RUNS:
+                self._settled.popitem(last=False)
         for future in self._waiters.pop(row.id, []):
             if not future.done():
                 future.set_result(row)
+
+    def settled_row(self, namespace: str, run_id: str) -> RunRow | None:
+        """Take the final row of a run this worker recently ended for good, or None: safe from any thread."""
+        return self._settled.pop(run_id, None) if namespace == self.namespace else None
+
+    def wait_settled(self, namespace: str, run_id: str, timeout: float | None) -> RunRow | None:
+        """From a thread other than the loop's: the final row of a run executing here, once it ends for good.
+
+        None when the run is not executing here, when its execution ends otherwise (failed, parked,
+        handed back), when the worker stops, or after ``timeout`` seconds: the caller then asks the store.
+        Waking the thread straight from the run's end saves a trip through the loop after it.
+        """
+        if namespace != self.namespace:
+            return None
+        with self._thread_waiters_lock:
+            row = self._settled.pop(run_id, None)
+            if row is not None or run_id not in self._active:
+                return row
+            ended = threading.Event()
+            self._thread_waiters.setdefault(run_id, []).append(ended)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # In slices, so that a worker that stops (an engine closed meanwhile) does not leave the thread waiting.
+        while not ended.wait(
+            THREAD_WAIT_SLICE if deadline is None else min(THREAD_WAIT_SLICE, deadline - time.monotonic())
+        ):
+            if self._stopping or (deadline is not None and time.monotonic() >= deadline):
+                return None
+        return self._settled.pop(run_id, None)
 
     async def wait_for_terminal(self, namespace: str, run_id: str, timeout: float | None) -> RunRow:
         """The run's final row; waits for this worker to finish it, polling for other processes."""

@@ -647,6 +647,12 @@ class Worker:
             THREAD_WAIT_SLICE if deadline is None else min(THREAD_WAIT_SLICE, deadline - time.monotonic())
         ):
             if self._stopping or (deadline is not None and time.monotonic() >= deadline):
+                with self._thread_waiters_lock:  # a caller polling a long run must not pile up its waits
+                    waiting = self._thread_waiters.get(run_id, [])
+                    if ended in waiting:
+                        waiting.remove(ended)
+                    if not waiting:
+                        self._thread_waiters.pop(run_id, None)
                 return None
         return self._settled.pop(run_id, None)
 

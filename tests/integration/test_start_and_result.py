@@ -100,11 +100,13 @@ def test_a_thread_waiting_in_result_wakes_with_the_run_s_end(db_url: str) -> Non
     flow = plait.workflow("released", input=int).then(waits_for_release).commit()
     with plait.Engine(db_url) as engine:
         handle = engine.start(flow, 7)
+        for _ in range(3):
+            with pytest.raises(plait.ResultTimeout):
+                handle.result(timeout=0.1)  # still running: the wait ends with the timeout, the run goes on
+        assert handle.id not in engine._worker._thread_waiters  # the timed-out waits left nothing behind
         answers: list[Any] = []
         waiter = threading.Thread(target=lambda: answers.append(handle.result(timeout=30)))
         waiter.start()
-        with pytest.raises(plait.ResultTimeout):
-            handle.result(timeout=0.2)  # still running: the wait ends with the timeout, the run goes on
         release.set()
         waiter.join(30)
         assert answers == [7]

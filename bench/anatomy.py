@@ -6,7 +6,9 @@
 of the run itself (the intercept: its first commit, its larger last one, the hand-offs between the
 caller's thread and the engine's loop). (2) The WAL pages each commit writes, by table or index,
 counted by reading the frames a batch of runs appends to the ``-wal`` file; next to them, the one
-page of a raw commit. (3) One round trip to a step thread and back, as a ``def`` step pays it.
+page of a raw commit, and what a commit of 1, 3 and 5 pages costs (one ~200-byte row in each of that
+many tables, in alternating rounds): whether pages, rather than commits, are what a step pays for.
+(3) One round trip to a step thread and back, as a ``def`` step pays it.
 """
 
 from __future__ import annotations
@@ -114,6 +116,32 @@ def raw_commit_us(folder: Path, durability: str, count: int = 1000) -> float:
         conn.close()
 
 
+def commit_us_by_pages(folder: Path, durability: str, rounds: int, count: int = 300) -> dict[int, float]:
+    """Median µs of a commit writing one row into each of 1, 3 and 5 tables (so about that many WAL pages)."""
+    conns: dict[int, sqlite3.Connection] = {}
+    for pages in (1, 3, 5):
+        conn = sqlite3.connect(folder / f"pages{pages}.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={durability.upper()}")
+        for table in range(pages):
+            conn.execute(f"CREATE TABLE t{table} (id INTEGER PRIMARY KEY, payload TEXT)")
+        conns[pages] = conn
+    timings: dict[int, list[float]] = {pages: [] for pages in conns}
+    payload = "x" * 200
+    for _ in range(rounds):
+        for pages, conn in conns.items():
+            started = time.perf_counter()
+            for _ in range(count):
+                conn.execute("BEGIN IMMEDIATE")
+                for table in range(pages):
+                    conn.execute(f"INSERT INTO t{table} (payload) VALUES (?)", (payload,))
+                conn.execute("COMMIT")
+            timings[pages].append((time.perf_counter() - started) / count * 1e6)
+    for conn in conns.values():
+        conn.close()
+    return {pages: statistics.median(values) for pages, values in timings.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=300, help="runs of 10 steps per round (others scaled)")
@@ -135,6 +163,9 @@ def main() -> None:
             pages, split = pages_per_commit(folder, events)
             parts = ", ".join(f"{name} {count:.2f}" for name, count in split.items())
             print(f"WAL pages per commit, events={'on' if events else 'off'}: {pages:.2f} ({parts}); raw commit: 1")
+        by_pages = commit_us_by_pages(folder, args.durability, max(5, args.rounds * 2))
+        costs = " / ".join(f"{us:.0f}" for us in by_pages.values())
+        print(f"µs per commit of 1 / 3 / 5 pages (one row in each of that many tables): {costs}")
     print(f"hand-off to a step thread and back: {hand_off_us(5000):.0f} µs")
 
 

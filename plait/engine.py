@@ -780,16 +780,14 @@ class Engine(
         records = [StepRecord.from_row(row) for row in await self._store.load_steps(self.namespace, run_id)]
         return await self._steps_with_usage(run_id, records) if run.usage_calls else records
 
-    def _settled_result(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> tuple[bool, Any]:
-        """(True, the outcome) of a run this process's worker ended for good; (False, None) otherwise.
+    def _wait_for_end(self, run_id: str, timeout: float | None) -> tuple[bool, Any]:
+        """(True, the outcome) of a run executing in this process, handed over by its end; else (False, None).
 
-        It reads what the worker kept, with no trip to the loop or the store. With ``wait`` (a thread
-        other than the loop's), a run executing here is waited for, up to ``timeout`` seconds.
+        For a thread other than the loop's; (False, None) means: ask the store (``_result``).
         """
-        if wait and not self._loop.is_current():
-            row = self._worker.wait_settled(self.namespace, run_id, timeout)
-        else:
-            row = self._worker.settled_row(self.namespace, run_id)
+        if self._loop.is_current():
+            return False, None
+        row = self._worker.wait_for_end(self.namespace, run_id, timeout)
         if row is None:
             return False, None
         return True, self._outcome(row)

@@ -28,6 +28,8 @@ class LoopThread:
         self.loop.set_default_executor(
             concurrent.futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-io")
         )
+        # Calls waiting on the loop from other threads: closing the engine answers them (see ``stop``).
+        self._waiting: set[concurrent.futures.Future[Any]] = set()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -51,14 +53,24 @@ class LoopThread:
             raise RuntimeError(
                 "a blocking plait call was made on the engine's own event loop; use the async twin (await engine.a...)"
             )
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._waiting.add(future)
+        try:
+            return future.result()
+        finally:
+            self._waiting.discard(future)
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the loop from any loop."""
         self._check_open(coro)
         if self.is_current():
             return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._waiting.add(future)
+        try:
+            return await asyncio.wrap_future(future)
+        finally:
+            self._waiting.discard(future)
 
     def call_soon(self, callback: Any) -> None:
         if not self.loop.is_closed():  # a fake clock may outlive the engine that listened to it
@@ -69,6 +81,12 @@ class LoopThread:
             raise RuntimeError("engine.close() cannot be called from inside a step; close it from outside")
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():  # the loop is gone: a call still waiting on it would wait forever
+            for waiting in list(self._waiting):
+                if not waiting.done():
+                    waiting.set_exception(
+                        RuntimeError("this plait.Engine was closed while the call waited; create a new Engine")
+                    )
         self.step_threads.close()  # sync steps cannot be interrupted; their results are refused by the fence anyway
         executor = getattr(self.loop, "_default_executor", None)
         if executor is not None:

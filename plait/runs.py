@@ -256,17 +256,15 @@ class RunHandle(Generic[O_co]):
         Raises RunFailed or RunCancelled, and ResultTimeout (a TimeoutError) after ``timeout`` seconds.
         """
         started = time.monotonic()
-        settled, result = self._engine._settled_result(self.id, wait=True, timeout=timeout)
-        if not settled:  # not executing here, or not ended for good: the store says how it stands
+        ended, result = self._engine._wait_for_end(self.id, timeout)
+        if not ended:  # not executing here, or not ended for good: the store says how it stands
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
             result = self._sync(self._engine._result(self.id, left))
         return cast(O_co, result)
 
     async def aresult(self, timeout: float | None = None) -> O_co:
-        settled, result = self._engine._settled_result(self.id)
-        if not settled:
-            result = await self._async(self._engine._result(self.id, timeout))
-        return cast(O_co, result)
+        result: O_co = await self._async(self._engine._result(self.id, timeout))
+        return result
 
     def steps(self) -> list[StepRecord]:
         """Every step attempt so far, in the order they finished."""

@@ -10,7 +10,6 @@ import math
 import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -28,11 +27,7 @@ from plait.store.base import EventRow, Lease, NewEvent, RunRow, RunState, StepRo
 from plait.tracing import Tracer
 from plait.workflow.graph import Workflow
 
-# Statuses no operation leaves (retry reopens failed runs only), and how many such final rows
-# (with outputs up to 64 KiB of JSON) the worker keeps for result() to read without the store.
-SETTLED = frozenset({"succeeded", "cancelled"})
-SETTLED_RUNS = 256
-SETTLED_OUTPUT_CHARS = 64 * 1024
+# How often a thread waiting for a run's end looks whether the worker stopped meanwhile.
 THREAD_WAIT_SLICE = 0.5
 
 log = logging.getLogger("plait.worker")
@@ -62,6 +57,20 @@ def fold_state(events: list[EventRow]) -> tuple[dict[str, Any], dict[str, int]]:
         if event.type == "step.usage" and event.step_key is not None and event.attempt is not None:
             attempts[event.step_key] = max(attempts.get(event.step_key, 0), event.attempt)
     return state, attempts
+
+
+class EndWaiter:
+    """A thread waiting for a run's end, and the final row the end hands it (None: ask the store)."""
+
+    __slots__ = ("ended", "row")
+
+    def __init__(self) -> None:
+        self.ended = threading.Event()
+        self.row: RunRow | None = None
+
+    def end(self, row: RunRow | None) -> None:
+        self.row = row
+        self.ended.set()
 
 
 class Worker:
@@ -103,13 +112,8 @@ class Worker:
         # Runs of ``_active`` whose code is done and whose end is being committed: they hold no slot.
         self._ending: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[RunRow]]] = {}
-        # Final rows of runs this worker ended for good (succeeded or cancelled: only a failed run can be
-        # reopened), newest last: the first ``result()`` after a run ends takes it from here, without a trip
-        # to the loop and the store; later ones read the store. Other threads take rows with one dict
-        # operation (atomic under the GIL).
-        self._settled: OrderedDict[str, RunRow] = OrderedDict()
-        # Threads blocked in ``wait_settled`` on a run executing here, woken when its execution ends.
-        self._thread_waiters: dict[str, list[threading.Event]] = {}
+        # Threads blocked in ``wait_for_end`` on a run executing here: its end hands them its final row.
+        self._thread_waiters: dict[str, list[EndWaiter]] = {}
         self._thread_waiters_lock = threading.Lock()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -430,8 +434,8 @@ class Worker:
                 self._resolve_waiters(final)
             with self._thread_waiters_lock:
                 woken = self._thread_waiters.pop(row.id, [])
-            for ended in woken:
-                ended.set()
+            for waiter in woken:
+                waiter.end(final if final is not None and final.is_terminal else None)
             if was_full or row.parent_run_id is not None:  # room to claim more, or a parked parent to resume
                 self._wake.set()
 
@@ -614,47 +618,39 @@ class Worker:
     # -- waiting for results -------------------------------------------------
 
     def _resolve_waiters(self, row: RunRow) -> None:
-        if row.status in SETTLED and len(row.output or "") <= SETTLED_OUTPUT_CHARS:
-            self._settled[row.id] = row
-            if len(self._settled) > SETTLED_RUNS:
-                self._settled.popitem(last=False)
         for future in self._waiters.pop(row.id, []):
             if not future.done():
                 future.set_result(row)
 
-    def settled_row(self, namespace: str, run_id: str) -> RunRow | None:
-        """Take the final row of a run this worker recently ended for good, or None: safe from any thread."""
-        return self._settled.pop(run_id, None) if namespace == self.namespace else None
+    def wait_for_end(self, namespace: str, run_id: str, timeout: float | None) -> RunRow | None:
+        """From a thread other than the loop's: the final row of a run executing here, handed over by its end.
 
-    def wait_settled(self, namespace: str, run_id: str, timeout: float | None) -> RunRow | None:
-        """From a thread other than the loop's: the final row of a run executing here, once it ends for good.
-
-        None when the run is not executing here, when its execution ends otherwise (failed, parked,
-        handed back), when the worker stops, or after ``timeout`` seconds: the caller then asks the store.
-        Waking the thread straight from the run's end saves a trip through the loop after it.
+        None when the run is not executing here, when its execution ends otherwise (parked, handed
+        back, lease lost), when the worker stops, or after ``timeout`` seconds: the caller then asks
+        the store. The run's end wakes the thread directly, with no trip through the loop after it,
+        and nothing is kept for later callers (the store stays the only record).
         """
         if namespace != self.namespace:
             return None
+        waiter = EndWaiter()
         with self._thread_waiters_lock:
-            row = self._settled.pop(run_id, None)
-            if row is not None or run_id not in self._active:
-                return row
-            ended = threading.Event()
-            self._thread_waiters.setdefault(run_id, []).append(ended)
+            if run_id not in self._active:
+                return None
+            self._thread_waiters.setdefault(run_id, []).append(waiter)
         deadline = None if timeout is None else time.monotonic() + timeout
         # In slices, so that a worker that stops (an engine closed meanwhile) does not leave the thread waiting.
-        while not ended.wait(
+        while not waiter.ended.wait(
             THREAD_WAIT_SLICE if deadline is None else min(THREAD_WAIT_SLICE, deadline - time.monotonic())
         ):
             if self._stopping or (deadline is not None and time.monotonic() >= deadline):
                 with self._thread_waiters_lock:  # a caller polling a long run must not pile up its waits
                     waiting = self._thread_waiters.get(run_id, [])
-                    if ended in waiting:
-                        waiting.remove(ended)
+                    if waiter in waiting:
+                        waiting.remove(waiter)
                     if not waiting:
                         self._thread_waiters.pop(run_id, None)
-                return None
-        return self._settled.pop(run_id, None)
+                return waiter.row
+        return waiter.row
 
     async def wait_for_terminal(self, namespace: str, run_id: str, timeout: float | None) -> RunRow:
         """The run's final row; waits for this worker to finish it, polling for other processes."""

@@ -238,33 +238,43 @@ class PostgresStore(PostgresEvents, PostgresQueues):
             order = {run_id: i for i, run_id in enumerate(ids)}
             return sorted(claimed, key=lambda r: order[r.id])
 
-        return await self._write(claim)
+        # Pipelined: BEGIN goes with the SELECT, and the events with COMMIT (three round trips, not five):
+        # a wave of woken timers is claimed while the previous wave's writes keep the server busy.
+        return await self._write(claim, pipeline=True)
 
     async def load_run_states(self, namespace: str, run_ids: list[str]) -> dict[str, RunState]:
         states = {run_id: RunState([], [], []) for run_id in run_ids}
         if not run_ids:
             return states
-        async with self._cursor(write=False) as cursor:  # one connection for the three reads
-            await cursor.execute(
+        # One connection, one pipeline: the three reads go out together, one round trip instead of three
+        # (a wave of woken timers loads its state while the previous wave's writes keep the server busy).
+        async with (
+            self._cursor(write=False) as steps,
+            steps.connection.pipeline(),
+            steps.connection.cursor() as waits,
+            steps.connection.cursor() as events,
+        ):
+            await steps.execute(
                 f"SELECT {STEP_COLUMNS} FROM plait_steps WHERE namespace = %s AND run_id = ANY(%s) "
                 "ORDER BY started_at, step_key, attempt",
                 (namespace, run_ids),
             )
-            for row in await cursor.fetchall():
-                states[row[0]].steps.append(StepRow(*row))
-            await cursor.execute(
+            await waits.execute(
                 f"SELECT {WAIT_COLUMNS} FROM plait_waits WHERE namespace = %s AND run_id = ANY(%s)",
                 (namespace, run_ids),
             )
-            for row in await cursor.fetchall():
-                states[row[0]].waits.append(WaitRow(*row))
             if self.record_events:
-                await cursor.execute(
+                await events.execute(
                     f"SELECT {EVENT_COLUMNS} FROM plait_events WHERE namespace = %s AND run_id = ANY(%s) "
                     "AND type = ANY(%s) ORDER BY run_id, seq",
                     (namespace, run_ids, list(STATE_EVENT_TYPES)),
                 )
-                for row in await cursor.fetchall():
+            for row in await steps.fetchall():
+                states[row[0]].steps.append(StepRow(*row))
+            for row in await waits.fetchall():
+                states[row[0]].waits.append(WaitRow(*row))
+            if self.record_events:
+                for row in await events.fetchall():
                     states[row[2]].events.append(EventRow(*row))
         return states
 

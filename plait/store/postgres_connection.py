@@ -131,11 +131,18 @@ class PostgresConnection:
         await self._pool.close()
 
     @asynccontextmanager
-    async def _cursor(self, *, write: bool) -> AsyncIterator[Cursor]:
-        """A cursor in a transaction (``write``) or in autocommit; driver errors become StoreUnavailable."""
+    async def _cursor(self, *, write: bool, pipeline: bool = False) -> AsyncIterator[Cursor]:
+        """A cursor in a transaction (``write``) or in autocommit; driver errors become StoreUnavailable.
+
+        ``pipeline``: statements go out without waiting for the server until a result is fetched, so
+        ``BEGIN`` rides with the first statement, and what follows the last fetch with ``COMMIT``.
+        """
         try:
             async with self._pool.connection() as conn:
-                if write:
+                if write and pipeline:
+                    async with conn.pipeline(), conn.transaction(), conn.cursor() as cursor:
+                        yield cursor
+                elif write:
                     async with conn.transaction(), conn.cursor() as cursor:
                         yield cursor
                 else:
@@ -144,8 +151,8 @@ class PostgresConnection:
         except (psycopg.Error, PoolTimeout) as exc:
             raise StoreUnavailable(f"PostgreSQL failed: {exc}") from exc
 
-    async def _write(self, work: Callable[[Cursor], Awaitable[T]]) -> T:
-        async with self._cursor(write=True) as cursor:
+    async def _write(self, work: Callable[[Cursor], Awaitable[T]], *, pipeline: bool = False) -> T:
+        async with self._cursor(write=True, pipeline=pipeline) as cursor:
             return await work(cursor)
 
     @asynccontextmanager

@@ -58,4 +58,5 @@ def test_anatomy_benchmark_runs_and_splits_a_step(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "one more step:" in done.stdout and "the run itself:" in done.stdout
     assert "WAL pages per commit, events=on" in done.stdout and "plait_steps" in done.stdout
+    assert "µs per commit of 1 / 3 / 5 pages" in done.stdout
     assert "hand-off to a step thread and back" in done.stdout

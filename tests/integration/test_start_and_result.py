@@ -1,5 +1,6 @@
-"""``start()`` answers once the run is durable, not once it ends; ``result()`` of a run this process just
-ended answers from the worker's memory, and waits on the run's end without a trip through the loop."""
+"""``start()`` answers once the run is durable, not once it ends; a thread waiting in ``result()`` on a run
+this process executes gets the run's final row from its end, without a trip through the loop; nothing is
+kept for later calls, which read the store."""
 
 from __future__ import annotations
 
@@ -78,8 +79,16 @@ def test_a_run_whose_steps_never_await_lets_other_calls_in_between_steps(db_url:
         assert handle.result(timeout=60) == 300
 
 
-def test_the_first_result_after_the_end_is_typed_and_needs_no_store_read(db_url: str) -> None:
-    flow = plait.workflow("typed_total", input=int).then(total).commit()
+def _wait_ended(engine: plait.Engine, run_id: str) -> None:
+    """Wait (bounded) until the run has ended, without calling result()."""
+    deadline = time.monotonic() + 30
+    while engine.get_run(run_id).status not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, "the run did not end"
+        time.sleep(0.01)
+
+
+def test_a_waiting_result_gets_the_end_without_a_store_read_and_later_ones_read_it(db_url: str) -> None:
+    flow = plait.workflow("typed_total", input=int).then(waits_for_release).then(total).commit()
     with plait.Engine(db_url) as engine:
         reads: list[str] = []
         get_run = engine._store.get_run
@@ -90,10 +99,28 @@ def test_the_first_result_after_the_end_is_typed_and_needs_no_store_read(db_url:
 
         engine._store.get_run = counted  # type: ignore[method-assign]
         handle = engine.start(flow, 21)
+        threading.Timer(0.05, release.set).start()  # the run ends while result() waits
         assert handle.result(timeout=30) == Total(value=42)
-        assert reads == []  # handed over by the worker that ended the run
+        assert reads == []  # handed over by the run's end
         assert handle.result(timeout=30) == Total(value=42)
-        assert reads == [handle.id]  # later calls read the store, which stays the truth
+        assert reads == [handle.id]  # nothing kept: later calls read the store
+
+
+@pytest.mark.parametrize("call", ["sync", "async"])
+def test_a_run_id_reused_after_prune_gives_the_new_run_s_result(db_url: str, call: str) -> None:
+    first = plait.workflow("first", input=int).then(total).commit()
+    second = plait.workflow("second", input=int).then(hog).commit()
+    release.set()
+    with plait.Engine(db_url) as engine:
+        old = engine.start(first, 1, run_id="order-1")
+        _wait_ended(engine, old.id)  # nobody asked for its result
+        time.sleep(0.01)  # its finished_at strictly before prune's cutoff (not a plait timer)
+        assert engine.prune(0) == 1
+        with pytest.raises(plait.RunNotFound):
+            old.result(timeout=5)
+        new = engine.start(second, 5, run_id="order-1")
+        got = new.result(timeout=30) if call == "sync" else asyncio.run(new.aresult(timeout=30))
+        assert got == 6
 
 
 def test_a_thread_waiting_in_result_wakes_with_the_run_s_end(db_url: str) -> None:
@@ -138,17 +165,48 @@ def test_a_cancelled_run_raises_and_a_retried_failure_is_not_remembered(db_url: 
             doomed.result(timeout=30)
 
 
-def test_the_worker_keeps_a_bounded_number_of_final_rows(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plait.worker, "SETTLED_RUNS", 2)
-    flow = plait.workflow("many_ends", input=int).then(total).commit()
+def test_a_blocking_result_on_the_engine_s_loop_raises_every_time(db_url: str) -> None:
+    target = plait.workflow("target", input=int).then(total).commit()
+    seen: list[str] = []
+
+    @plait.step
+    async def calls_blocking_result(run_id: str) -> str:
+        try:
+            return f"value {plait.RunHandle(engine, run_id).result(timeout=5)}"
+        except RuntimeError:
+            return "RuntimeError"
+
+    reader = plait.workflow("reader", input=str).then(calls_blocking_result).commit()
     with plait.Engine(db_url) as engine:
-        handles = []
-        for i in range(4):
-            handles.append(engine.start(flow, i))
-            deadline = time.monotonic() + 30
-            while handles[-1].info().status != "succeeded":  # info() reads the store, it takes nothing
-                assert time.monotonic() < deadline, "the run did not end"
-                time.sleep(0.01)
-        assert list(engine._worker._settled) == [handles[2].id, handles[3].id]
-        assert [h.result(timeout=30) for h in handles] == [Total(value=2 * i) for i in range(4)]
-        assert not engine._worker._settled
+        done = engine.start(target, 5)
+        _wait_ended(engine, done.id)
+        seen.append(engine.start(reader, done.id).result(timeout=30))
+        seen.append(engine.start(reader, done.id).result(timeout=30))
+    assert seen == ["RuntimeError", "RuntimeError"]
+
+
+def test_closing_the_engine_answers_a_thread_waiting_in_result(db_url: str) -> None:
+    flow = plait.workflow("closing", input=int).then(waits_for_release).commit()
+    engine = plait.Engine(db_url, shutdown_grace=0.2)
+    run = engine.start(flow, 1)
+    outcome: list[BaseException | int] = []
+
+    def wait() -> None:
+        try:
+            outcome.append(run.result())
+        except BaseException as exc:  # noqa: BLE001 - whatever it raises, it must return
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while run.id not in engine._worker._thread_waiters:  # the thread waits for the run's end
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    try:
+        engine.close()
+        waiter.join(30)
+        assert not waiter.is_alive(), "result() still blocked after engine.close()"
+        assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError) and "closed" in str(outcome[0])
+    finally:
+        release.set()

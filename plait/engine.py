@@ -575,7 +575,7 @@ class Engine(
         assert not isinstance(workflow, Plan)  # plans returned above
         new = self._prepare_run(workflow, input, run_id, idempotency_key, priority, delay, metadata, budget, config)
         row = await self._loop.run_async(self._create(new, run_id_given=run_id is not None))
-        return RunHandle(self, row.id)
+        return RunHandle(self, row.id, created=row)
 
     def _prepare_run(
         self,

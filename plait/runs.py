@@ -225,9 +225,12 @@ def outcome(row: RunRow, output_codec: Any) -> Any:
 class RunHandle(Generic[O_co]):
     """A reference to a run; every method reads the store, so it is always current."""
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    def __init__(self, engine: Engine, run_id: str, *, created: RunRow | None = None) -> None:
         self._engine = engine
         self.id = run_id
+        # The row as ``astart`` created or found it: the HTTP API answers a start with it, without a
+        # second trip to the engine's loop (which a step that never awaits may hold).
+        self.created = created
 
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"
@@ -257,7 +260,7 @@ class RunHandle(Generic[O_co]):
         """
         started = time.monotonic()
         ended, result = self._engine._wait_for_end(self.id, timeout)
-        if not ended:  # not executing here, or not ended for good: the store says how it stands
+        if not ended:  # not executing here, or its execution ended without a final row: ask the store
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
             result = self._sync(self._engine._result(self.id, left))
         return cast(O_co, result)

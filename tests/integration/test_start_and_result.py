@@ -210,3 +210,30 @@ def test_closing_the_engine_answers_a_thread_waiting_in_result(db_url: str) -> N
         assert len(outcome) == 1 and isinstance(outcome[0], RuntimeError) and "closed" in str(outcome[0])
     finally:
         release.set()
+
+
+answered = threading.Event()
+
+
+@plait.step
+async def holds_loop_until_answered(x: int) -> str:
+    # Never awaits: holds the engine's loop until the client has its POST answer (at most 20 s).
+    return "saw the answer" if answered.wait(20) else "run ended before the POST answered"
+
+
+def test_http_start_answers_before_a_step_that_never_awaits_ends(db_url: str) -> None:
+    import httpx
+
+    from plait.http import create_app
+    from tests.e2e.servers import serving
+
+    answered.clear()
+    flow = plait.workflow("hogging_http", input=int).then(holds_loop_until_answered).commit()
+    with plait.Engine(db_url) as engine:
+        engine.register(flow)
+        with serving(create_app(engine)) as url, httpx.Client(base_url=url, timeout=30) as client:
+            response = client.post("/api/workflows/hogging_http/runs", json={"input": 1})
+            answered.set()
+            assert response.status_code == 201, response.text
+            assert response.json()["status"] in ("pending", "running")
+            assert engine.get_run(response.json()["id"]).result(timeout=30) == "saw the answer"

@@ -253,6 +253,12 @@ class RunHandle(Generic[O_co]):
     async def ainfo(self) -> Run:
         return await self._async(self._engine._get_run_info(self.id))
 
+    async def _ainfo_as_started(self) -> Run:
+        """The run as ``astart`` created or found it (what a start over HTTP answers), else ``ainfo()``."""
+        if self.created is not None and not self.created.usage_calls:  # no usage to split per model
+            return Run.from_row(self.created)
+        return await self.ainfo()
+
     def result(self, timeout: float | None = None) -> O_co:
         """Wait for the run to end and return its typed output.
 

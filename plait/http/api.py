@@ -105,9 +105,7 @@ def create_app(
             budget=body.budget,
             config=body.config,
         )
-        if handle.created is not None and not handle.created.usage_calls:
-            return Run.from_row(handle.created)  # as started; no second trip to the engine's loop
-        return await handle.ainfo()
+        return await handle._ainfo_as_started()  # no second trip to the engine's loop, which a step may hold
 
     @app.get("/api/runs", response_model=Page[Run])
     async def list_runs(

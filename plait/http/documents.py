@@ -178,6 +178,6 @@ def documents_router(engine_for: Callable[[str], Engine], needs: Needs) -> APIRo
         handle = await engine.astart(
             workflow, body.input, idempotency_key=idempotency_key, priority=body.priority, metadata=body.metadata
         )
-        return await handle.ainfo()
+        return await handle._ainfo_as_started()
 
     return router

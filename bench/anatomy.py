@@ -105,10 +105,16 @@ def hand_off_us(count: int) -> float:
     return asyncio.run(measure())
 
 
-def raw_commit_us(folder: Path, durability: str, count: int = 1000) -> float:
-    conn = sqlite3.connect(folder / "raw.db", isolation_level=None)
+def wal_connection(path: Path, durability: str) -> sqlite3.Connection:
+    """A connection to ``path`` in WAL mode with plait's ``synchronous`` setting, committing explicitly."""
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={durability.upper()}")
+    return conn
+
+
+def raw_commit_us(folder: Path, durability: str, count: int = 1000) -> float:
+    conn = wal_connection(folder / "raw.db", durability)
     conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, payload TEXT)")
     try:
         return raw_commit_seconds(conn, count) * 1e6
@@ -120,9 +126,7 @@ def commit_us_by_pages(folder: Path, durability: str, rounds: int, count: int = 
     """Median µs of a commit writing one row into each of 1, 3 and 5 tables (so about that many WAL pages)."""
     conns: dict[int, sqlite3.Connection] = {}
     for pages in (1, 3, 5):
-        conn = sqlite3.connect(folder / f"pages{pages}.db", isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={durability.upper()}")
+        conn = wal_connection(folder / f"pages{pages}.db", durability)
         for table in range(pages):
             conn.execute(f"CREATE TABLE t{table} (id INTEGER PRIMARY KEY, payload TEXT)")
         conns[pages] = conn

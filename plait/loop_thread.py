@@ -53,24 +53,21 @@ class LoopThread:
             raise RuntimeError(
                 "a blocking plait call was made on the engine's own event loop; use the async twin (await engine.a...)"
             )
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        self._waiting.add(future)
-        try:
-            return future.result()
-        finally:
-            self._waiting.discard(future)
+        return self._submit(coro).result()
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the loop from any loop."""
         self._check_open(coro)
         if self.is_current():
             return await coro
+        return await asyncio.wrap_future(self._submit(coro))
+
+    def _submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the loop; until it is done, ``stop`` answers its waiter if the loop goes."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         self._waiting.add(future)
-        try:
-            return await asyncio.wrap_future(future)
-        finally:
-            self._waiting.discard(future)
+        future.add_done_callback(self._waiting.discard)
+        return future
 
     def call_soon(self, callback: Any) -> None:
         if not self.loop.is_closed():  # a fake clock may outlive the engine that listened to it

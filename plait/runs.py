@@ -230,7 +230,7 @@ class RunHandle(Generic[O_co]):
         self.id = run_id
         # The row as ``astart`` created or found it: the HTTP API answers a start with it, without a
         # second trip to the engine's loop (which a step that never awaits may hold).
-        self.created = created
+        self._created = created
 
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"
@@ -255,8 +255,8 @@ class RunHandle(Generic[O_co]):
 
     async def _ainfo_as_started(self) -> Run:
         """The run as ``astart`` created or found it (what a start over HTTP answers), else ``ainfo()``."""
-        if self.created is not None and not self.created.usage_calls:  # no usage to split per model
-            return Run.from_row(self.created)
+        if self._created is not None and not self._created.usage_calls:  # no usage to split per model
+            return Run.from_row(self._created)
         return await self.ainfo()
 
     def result(self, timeout: float | None = None) -> O_co:

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -139,11 +139,9 @@ class PostgresConnection:
         """
         try:
             async with self._pool.connection() as conn:
-                if write and pipeline:
-                    async with conn.pipeline(), conn.transaction(), conn.cursor() as cursor:
-                        yield cursor
-                elif write:
-                    async with conn.transaction(), conn.cursor() as cursor:
+                if write:
+                    piped = conn.pipeline() if pipeline else nullcontext()
+                    async with piped, conn.transaction(), conn.cursor() as cursor:
                         yield cursor
                 else:
                     async with conn.cursor() as cursor:

@@ -75,6 +75,17 @@ class Candidate:
     first_start: bool
 
 
+# A claim reads its clock before it waits for a connection and the queue's lock, so it may commit
+# after a claim stamped later, which already left some starts behind its own window. Starts are kept
+# this long past their window so that the late claim still counts every start in its window.
+LATE_CLAIM_SECONDS = 60.0
+
+
+def rate_window(now: float, period: float) -> tuple[float, float]:
+    """``(forget, count)``: starts at or before ``forget`` are deleted; those after ``count`` are counted."""
+    return now - period - LATE_CLAIM_SECONDS, now - period
+
+
 @dataclass(frozen=True)
 class QueueLoad:
     """What a limited queue already uses: runs running, per key, and starts in its rate window."""

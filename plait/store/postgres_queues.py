@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from plait.queues import Queue, QueueLoad, queue_from_row, queue_row
+from plait.queues import Queue, QueueLoad, queue_from_row, queue_row, rate_window
 from plait.store.base import (
     SLOT_RETRY_SECONDS,
     NewRun,
@@ -56,11 +56,14 @@ class PostgresQueues(PostgresConnection):
         running = await cursor.fetchall()
         recent = 0
         if queue.rate_period is not None:
+            forget, count_after = rate_window(now, queue.rate_period)
             await cursor.execute(
-                "DELETE FROM plait_queue_starts WHERE queue = %s AND started_at <= %s",
-                (queue.name, now - queue.rate_period),
+                "DELETE FROM plait_queue_starts WHERE queue = %s AND started_at <= %s", (queue.name, forget)
             )
-            await cursor.execute("SELECT count(*) FROM plait_queue_starts WHERE queue = %s", (queue.name,))
+            await cursor.execute(
+                "SELECT count(*) FROM plait_queue_starts WHERE queue = %s AND started_at > %s",
+                (queue.name, count_after),
+            )
             row = await cursor.fetchone()
             recent = int(row[0]) if row else 0
         by_key = {str(key): int(count) for key, count in running if key is not None}
@@ -97,7 +100,10 @@ class PostgresQueues(PostgresConnection):
             if spec.rate_count is not None and spec.rate_period is not None:
                 load = await self._queue_load(cursor, spec, now, wall_now)
                 if load.recent_starts >= spec.rate_count:
-                    await cursor.execute("SELECT min(started_at) FROM plait_queue_starts WHERE queue = %s", (queue,))
+                    await cursor.execute(
+                        "SELECT min(started_at) FROM plait_queue_starts WHERE queue = %s AND started_at > %s",
+                        (queue, rate_window(now, spec.rate_period)[1]),
+                    )
                     oldest = await cursor.fetchone()
                     return max(SLOT_RETRY_SECONDS, float(oldest[0] if oldest else now) + spec.rate_period - now)
                 await cursor.execute("INSERT INTO plait_queue_starts (queue, started_at) VALUES (%s, %s)", (queue, now))

@@ -9,7 +9,7 @@ import json
 import sqlite3
 from dataclasses import replace
 
-from plait.queues import Queue, QueueLoad, queue_from_row, queue_row
+from plait.queues import Queue, QueueLoad, queue_from_row, queue_row, rate_window
 from plait.store.base import SLOT_RETRY_SECONDS, NewRun
 from plait.store.sqlite_connection import SQLiteConnection
 
@@ -55,13 +55,11 @@ class SQLiteQueues(SQLiteConnection):
         ).fetchall()
         recent = 0
         if queue.rate_period is not None:
-            conn.execute(
-                "DELETE FROM plait_queue_starts WHERE queue = ? AND started_at <= ?",
-                (queue.name, now - queue.rate_period),
-            )
-            recent = conn.execute("SELECT count(*) FROM plait_queue_starts WHERE queue = ?", (queue.name,)).fetchone()[
-                0
-            ]
+            forget, count_after = rate_window(now, queue.rate_period)
+            conn.execute("DELETE FROM plait_queue_starts WHERE queue = ? AND started_at <= ?", (queue.name, forget))
+            recent = conn.execute(
+                "SELECT count(*) FROM plait_queue_starts WHERE queue = ? AND started_at > ?", (queue.name, count_after)
+            ).fetchone()[0]
         by_key = {str(key): count for key, count in running if key is not None}
         return QueueLoad(sum(count for _, count in running), by_key, int(recent))
 
@@ -94,7 +92,8 @@ class SQLiteQueues(SQLiteConnection):
                 load = self._queue_load(conn, spec, now, wall_now)
                 if load.recent_starts >= spec.rate_count:
                     oldest = conn.execute(
-                        "SELECT min(started_at) FROM plait_queue_starts WHERE queue = ?", (queue,)
+                        "SELECT min(started_at) FROM plait_queue_starts WHERE queue = ? AND started_at > ?",
+                        (queue, rate_window(now, spec.rate_period)[1]),
                     ).fetchone()[0]
                     return max(SLOT_RETRY_SECONDS, float(oldest) + spec.rate_period - now)
                 conn.execute("INSERT INTO plait_queue_starts (queue, started_at) VALUES (?, ?)", (queue, now))

@@ -85,3 +85,29 @@ def test_a_claim_ahead_takes_runs_of_limited_queues_only_once_due(db_url: str) -
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_claim_whose_clock_was_read_before_a_later_claim_still_counts_every_start_in_its_window(db_url: str) -> None:
+    # Workers read their clock before they wait for a pooled connection and the queue's lock, so a
+    # claim may commit after one stamped later. Its count must still see the starts that the later
+    # claim already left behind its own window: else more than the limit start within one period.
+    async def scenario() -> None:
+        store = open_store(db_url)
+        await store.migrate()
+        await store.register_queues([Queue("rated", rate_limit=(4, 1.0))])
+        base = NewRun(
+            id="", namespace="default", workflow_id="w", workflow_version="v", input="1",
+            created_at=0.0, ready_at=0.0, queue="rated",
+        )  # fmt: skip
+        for run_id in ("a1", "a2", "b", "x", "c1", "c2"):
+            await store.create_run(replace(base, id=run_id))
+        started: list[float] = []
+        for run_id, now in (("a1", 0.95), ("a2", 0.95), ("b", 1.5), ("x", 2.0), ("c1", 1.9), ("c2", 1.9)):
+            claimed = await store.claim_runs("default", "me:1:1", ["w@v"], now, now, 1e12, 1, run_id=run_id)
+            started += [r.started_at for r in claimed if r.started_at is not None]
+        busiest = max(sum(1 for t in started if s <= t < s + 1.0) for s in started)
+        assert busiest <= 4, sorted(started)
+        assert sorted(started) == [0.95, 0.95, 1.5, 2.0]  # c1 and c2 wait: 0.95 to 1.95 is full
+        await store.close()
+
+    asyncio.run(scenario())

@@ -109,9 +109,11 @@ def postgres_url(base: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def measure(url: str, timers: int, events: int) -> tuple[list[float], list[float], list[float]]:
+def measure(
+    url: str, timers: int, events: int, concurrency: int | None
+) -> tuple[list[float], list[float], list[float]]:
     """(overshoot ms per timer, send_event latency ms per event, overshoot ms per short sleep)."""
-    with plait.Engine(url) as engine:
+    with plait.Engine(url, **({} if concurrency is None else {"concurrency": concurrency})) as engine:
         due = datetime.now(UTC) + timedelta(seconds=3)
         flow = plait.workflow("timer", input=int).sleep_until(due).then(mark).commit()
         runs = [engine.start(flow, i) for i in range(timers)]
@@ -144,6 +146,7 @@ def main() -> None:
     parser.add_argument("--timers", type=int, default=200)
     parser.add_argument("--events", type=int, default=100)
     parser.add_argument("--postgres", action="store_true", help="on PostgreSQL at PLAIT_TEST_POSTGRES_URL")
+    parser.add_argument("--concurrency", type=int, help="the engine's concurrency (default: the engine's default)")
     args = parser.parse_args()
     if args.postgres:
         base = os.environ.get("PLAIT_TEST_POSTGRES_URL")
@@ -151,12 +154,14 @@ def main() -> None:
             raise SystemExit("set PLAIT_TEST_POSTGRES_URL, e.g. postgresql://postgres@127.0.0.1:5432/test")
         raw_ms = raw_postgres_commit_ms(base)
         with postgres_url(base) as url:
-            overshoot, latency, short = measure(url, args.timers, args.events)
+            overshoot, latency, short = measure(url, args.timers, args.events, args.concurrency)
         baseline, needs = "raw durable PostgreSQL commit (INSERT+COMMIT, 127.0.0.1)", 100.0
     else:
         with tempfile.TemporaryDirectory() as tmp:
             raw_ms = raw_commit_ms(Path(tmp) / "raw.db")
-            overshoot, latency, short = measure(f"sqlite:///{Path(tmp) / 't.db'}", args.timers, args.events)
+            overshoot, latency, short = measure(
+                f"sqlite:///{Path(tmp) / 't.db'}", args.timers, args.events, args.concurrency
+            )
         baseline, needs = "raw durable SQLite commit (WAL, synchronous=FULL)", 50.0
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"baseline: {baseline} {raw_ms:.2f} ms")

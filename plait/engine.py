@@ -97,7 +97,9 @@ class Engine(
     URL) puts plait's tables in their own schema. ``events=False`` turns the
     event log off (no run.events(), feed, subscriptions or webhooks). With the
     ``otel`` extra installed, ``tracing`` emits OpenTelemetry spans.
-    ``close()`` lets each step in flight finish and commit for up to
+    ``concurrency`` is how many runs this process executes at once (a run
+    parked on a sleep or an event holds none; ``def`` steps share at most 64
+    threads). ``close()`` lets each step in flight finish and commit for up to
     ``shutdown_grace`` seconds, then hands its run back to the queue.
     ``secrets`` (a mapping, or a function name -> value) fills connectors'
     hidden params at each attempt (default: the environment variable of that
@@ -117,7 +119,7 @@ class Engine(
         namespace: str = "default",
         clock: Clock | None = None,
         worker: bool = True,
-        concurrency: int = 64,
+        concurrency: int = 256,
         lease_seconds: float = 30.0,
         poll_interval: float = 0.25,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,

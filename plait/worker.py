@@ -41,6 +41,9 @@ MAX_INTERNAL_ERRORS = 3
 INTERNAL_STEP = "$internal"
 # On the real clock, runs due this soon are claimed (and their state read) ahead; each starts at its due time.
 CLAIM_AHEAD_SECONDS = 0.05
+# At most this many runs per claim: runs due together (200 timers) are claimed, and their state read,
+# in one transaction each rather than one per 64, which a busy PostgreSQL server made 20-60 ms apart.
+CLAIM_BATCH = 256
 
 WorkflowLookup = Callable[[str, str], "Workflow[Any, Any] | None"]
 
@@ -277,8 +280,8 @@ class Worker:
         wall = wall_seconds()
         async with self.claiming():
             rows = await self.store.claim_runs(
-                self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds, min(capacity, 64),
-                ready_by=now + ahead if ahead > 0 else None,
+                self.namespace, self.owner, self._refs(), now, wall, wall + self._lease_seconds,
+                min(capacity, CLAIM_BATCH), ready_by=now + ahead if ahead > 0 else None,
             )  # fmt: skip
             await self._adopt_claimed(rows)
         return len(rows)

@@ -45,7 +45,7 @@ def worker(
     app_spec: RequiredApp,
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", envvar="PLAIT_CONCURRENCY", min=1, help="runs at once")
-    ] = 64,
+    ] = 256,
     grace: Annotated[
         float, typer.Option("--grace", envvar="PLAIT_GRACE", min=0, help="seconds to drain on SIGTERM")
     ] = 30.0,

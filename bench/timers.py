@@ -113,7 +113,8 @@ def measure(
     url: str, timers: int, events: int, concurrency: int | None
 ) -> tuple[list[float], list[float], list[float]]:
     """(overshoot ms per timer, send_event latency ms per event, overshoot ms per short sleep)."""
-    with plait.Engine(url, **({} if concurrency is None else {"concurrency": concurrency})) as engine:
+    engine = plait.Engine(url) if concurrency is None else plait.Engine(url, concurrency=concurrency)
+    with engine:
         due = datetime.now(UTC) + timedelta(seconds=3)
         flow = plait.workflow("timer", input=int).sleep_until(due).then(mark).commit()
         runs = [engine.start(flow, i) for i in range(timers)]

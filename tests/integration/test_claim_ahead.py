@@ -1,5 +1,6 @@
-"""Claiming ahead: a worker may claim a run due soon and read its state early, but its next step
-starts only once it is due; runs of limited queues are never claimed before they are due."""
+"""Claims and time: a worker may claim a run due soon and read its state early, but its next step
+starts only once it is due; runs of limited queues are never claimed before they are due; a claim
+that commits after one stamped later still keeps its queue's rate limit."""
 
 from __future__ import annotations
 

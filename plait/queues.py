@@ -77,7 +77,8 @@ class Candidate:
 
 # A claim reads its clock before it waits for a connection and the queue's lock, so it may commit
 # after a claim stamped later, which already left some starts behind its own window. Starts are kept
-# this long past their window so that the late claim still counts every start in its window.
+# this long past their window so that the late claim still counts every start in its window: twice
+# the longest a claim waits for a pooled PostgreSQL connection or SQLite's write lock (30 s).
 LATE_CLAIM_SECONDS = 60.0
 
 

@@ -83,17 +83,18 @@ LATE_CLAIM_SECONDS = 60.0
 
 
 def rate_window(now: float, period: float) -> tuple[float, float]:
-    """``(forget, count)``: starts at or before ``forget`` are deleted; those after ``count`` are counted."""
+    """``(forget, count_after)``: starts at or before ``forget`` are deleted; those after ``count_after`` count."""
     return now - period - LATE_CLAIM_SECONDS, now - period
 
 
 @dataclass(frozen=True)
 class QueueLoad:
-    """What a limited queue already uses: runs running, per key, and starts in its rate window."""
+    """What a limited queue already uses: runs running, per key, and starts in its rate window (the oldest too)."""
 
     running: int
     running_by_key: dict[str, int]
     recent_starts: int
+    oldest_start: float | None = None
 
 
 def choose_claims(

@@ -54,20 +54,21 @@ class PostgresQueues(PostgresConnection):
             (queue.name, wall_now),
         )
         running = await cursor.fetchall()
-        recent = 0
+        recent, oldest = 0, None
         if queue.rate_period is not None:
             forget, count_after = rate_window(now, queue.rate_period)
             await cursor.execute(
                 "DELETE FROM plait_queue_starts WHERE queue = %s AND started_at <= %s", (queue.name, forget)
             )
             await cursor.execute(
-                "SELECT count(*) FROM plait_queue_starts WHERE queue = %s AND started_at > %s",
+                "SELECT count(*), min(started_at) FROM plait_queue_starts WHERE queue = %s AND started_at > %s",
                 (queue.name, count_after),
             )
             row = await cursor.fetchone()
-            recent = int(row[0]) if row else 0
+            if row is not None:
+                recent, oldest = int(row[0]), row[1]
         by_key = {str(key): int(count) for key, count in running if key is not None}
-        return QueueLoad(sum(int(count) for _, count in running), by_key, recent)
+        return QueueLoad(sum(int(count) for _, count in running), by_key, recent, oldest)
 
     async def register_queues(self, queues: list[Queue]) -> None:
         if not queues:
@@ -100,12 +101,8 @@ class PostgresQueues(PostgresConnection):
             if spec.rate_count is not None and spec.rate_period is not None:
                 load = await self._queue_load(cursor, spec, now, wall_now)
                 if load.recent_starts >= spec.rate_count:
-                    await cursor.execute(
-                        "SELECT min(started_at) FROM plait_queue_starts WHERE queue = %s AND started_at > %s",
-                        (queue, rate_window(now, spec.rate_period)[1]),
-                    )
-                    oldest = await cursor.fetchone()
-                    return max(SLOT_RETRY_SECONDS, float(oldest[0] if oldest else now) + spec.rate_period - now)
+                    oldest = now if load.oldest_start is None else load.oldest_start
+                    return max(SLOT_RETRY_SECONDS, oldest + spec.rate_period - now)
                 await cursor.execute("INSERT INTO plait_queue_starts (queue, started_at) VALUES (%s, %s)", (queue, now))
             await cursor.execute(
                 "INSERT INTO plait_slots (queue, holder, run_id, acquired_at, expires_at) VALUES (%s, %s, %s, %s, %s) "

@@ -53,15 +53,16 @@ class SQLiteQueues(SQLiteConnection):
             "AND lease_expires_at >= ? GROUP BY concurrency_key",
             (queue.name, wall_now),
         ).fetchall()
-        recent = 0
+        recent, oldest = 0, None
         if queue.rate_period is not None:
             forget, count_after = rate_window(now, queue.rate_period)
             conn.execute("DELETE FROM plait_queue_starts WHERE queue = ? AND started_at <= ?", (queue.name, forget))
-            recent = conn.execute(
-                "SELECT count(*) FROM plait_queue_starts WHERE queue = ? AND started_at > ?", (queue.name, count_after)
-            ).fetchone()[0]
+            recent, oldest = conn.execute(
+                "SELECT count(*), min(started_at) FROM plait_queue_starts WHERE queue = ? AND started_at > ?",
+                (queue.name, count_after),
+            ).fetchone()
         by_key = {str(key): count for key, count in running if key is not None}
-        return QueueLoad(sum(count for _, count in running), by_key, int(recent))
+        return QueueLoad(sum(count for _, count in running), by_key, int(recent), oldest)
 
     async def register_queues(self, queues: list[Queue]) -> None:
         def register(conn: sqlite3.Connection) -> None:
@@ -91,11 +92,8 @@ class SQLiteQueues(SQLiteConnection):
             if spec.rate_count is not None and spec.rate_period is not None:
                 load = self._queue_load(conn, spec, now, wall_now)
                 if load.recent_starts >= spec.rate_count:
-                    oldest = conn.execute(
-                        "SELECT min(started_at) FROM plait_queue_starts WHERE queue = ? AND started_at > ?",
-                        (queue, rate_window(now, spec.rate_period)[1]),
-                    ).fetchone()[0]
-                    return max(SLOT_RETRY_SECONDS, float(oldest) + spec.rate_period - now)
+                    oldest = now if load.oldest_start is None else load.oldest_start
+                    return max(SLOT_RETRY_SECONDS, oldest + spec.rate_period - now)
                 conn.execute("INSERT INTO plait_queue_starts (queue, started_at) VALUES (?, ?)", (queue, now))
             conn.execute(
                 "INSERT OR REPLACE INTO plait_slots (queue, holder, run_id, acquired_at, expires_at) "

@@ -112,3 +112,19 @@ def test_a_claim_whose_clock_was_read_before_a_later_claim_still_counts_every_st
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_step_refused_by_a_rate_limit_is_told_when_the_oldest_start_in_the_window_leaves_it(db_url: str) -> None:
+    async def scenario() -> None:
+        store = open_store(db_url)
+        await store.migrate()
+        await store.register_queues([Queue("api", rate_limit=(2, 1.0))])
+        assert await store.acquire_slot("api", "h0", "r0", 9.0, 9.0, 1e12) is None
+        assert await store.acquire_slot("api", "h1", "r1", 10.0, 10.0, 1e12) is None
+        assert await store.acquire_slot("api", "h2", "r2", 10.2, 10.2, 1e12) is None
+        # The start at 9.0 is kept for late claims, but it left the window: the wait is until 10.0 leaves it.
+        assert await store.acquire_slot("api", "h3", "r3", 10.5, 10.5, 1e12) == pytest.approx(0.5)
+        assert await store.acquire_slot("api", "h3", "r3", 11.1, 11.1, 1e12) is None
+        await store.close()
+
+    asyncio.run(scenario())
